@@ -22,7 +22,10 @@ impl std::str::FromStr for CpuList {
     type Err = CpuListError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason| CpuListError { input: s.to_string(), reason };
+        let err = |reason| CpuListError {
+            input: s.to_string(),
+            reason,
+        };
         let mut cpus = Vec::new();
         for part in s.split(',').map(str::trim) {
             if part.is_empty() {

@@ -1,3 +1,43 @@
-//! corecast: a thread-per-core WebSocket server.
+//! corecast: a thread-per-core WebSocket (RFC 6455) echo and broadcast server built to hold
+//! many long-lived connections on few cores.
+//!
+//! Layout, one job per module:
+//! * `server`: starts workers (one per core, pinned), wires them together, stops them.
+//! * `worker`: one thread's event loop: `mio::Poll`, its SO_REUSEPORT listener, its
+//!   connections in a `Slab` (key = token), timers, corked flushes.
+//! * `connection`: one connection's state machine, HTTP request to closed socket.
+//! * `http`: request parsing, upgrade validation, subprotocol choice, response bytes.
+//! * `stream` / `outbox`: the byte stream under tungstenite and the ordered outbound queue.
+//! * `frame`: server frame encoding (encode once, share with every recipient).
+//! * `broadcast`: room membership and the cross-worker bus.
+//! * `listener`, `affinity`, `rlimit`: sockets, cores, descriptor limits.
+//! * `config`, `cli`, `stats`, `error`: settings, command line, counters, startup errors.
+//!
+//! ```no_run
+//! let mut config = corecast::Config::default();
+//! config.listen = "127.0.0.1:0".parse().unwrap();
+//! let server = corecast::Server::bind(config).expect("bind");
+//! println!("ws://{}/echo", server.local_addr());
+//! server.shutdown();
+//! ```
+
 pub mod affinity;
+pub mod broadcast;
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod frame;
+pub mod http;
+pub mod listener;
+pub mod outbox;
 pub mod rlimit;
+pub mod server;
+pub mod stats;
+pub mod stream;
+pub mod worker;
+
+pub use config::Config;
+pub use error::Error;
+pub use server::{Server, Stopper};
+pub use stats::Counters;

@@ -1,1 +1,63 @@
-fn main(){}
+//! The `corecast` binary: parse the command line, set up logging, run until a signal.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tracing_subscriber::EnvFilter;
+
+use corecast::cli::Args;
+use corecast::Server;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("corecast: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match Server::bind(args.into_config()) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("corecast: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stopper = server.stopper();
+    std::thread::spawn(move || {
+        let mut seen = 0;
+        for signal in signals.forever() {
+            seen += 1;
+            if seen == 1 {
+                tracing::info!(signal, "shutting down (a second signal exits at once)");
+                stopper.stop();
+            } else {
+                tracing::warn!("second signal: exiting now");
+                std::process::exit(130);
+            }
+        }
+    });
+    let total = server.wait();
+    tracing::info!(
+        accepted = total.accepted,
+        handshakes = total.handshakes,
+        msgs_in = total.msgs_in,
+        msgs_out = total.msgs_out,
+        slow_consumers = total.slow_consumers,
+        timeouts = total.timeouts,
+        protocol_errors = total.protocol_errors,
+        panics = total.panics,
+        "stopped"
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,191 @@
+//! Command line of the `corecast` binary. Every option can also come from an environment
+//! variable `CORECAST_<NAME>`; clap reports bad values in one line and exits with status 2.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::affinity::CpuList;
+use crate::config::Config;
+
+/// corecast: a thread-per-core WebSocket echo and broadcast server.
+///
+/// Endpoints: ws://HOST:PORT/echo, ws://HOST:PORT/broadcast[/ROOM], GET / (demo page),
+/// GET /healthz.
+#[derive(Debug, Parser)]
+#[command(name = "corecast", version, about, long_about = None)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "CORECAST_LISTEN", default_value = "127.0.0.1:9998")]
+    pub listen: SocketAddr,
+    /// Worker threads [default: one per available core].
+    #[arg(long, env = "CORECAST_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+    /// Cores to pin workers to, e.g. "0,2-3" [default: the process's allowed CPU set].
+    #[arg(long, env = "CORECAST_CPUS")]
+    pub cpus: Option<CpuList>,
+    /// Do not pin workers to cores.
+    #[arg(long, env = "CORECAST_NO_PIN")]
+    pub no_pin: bool,
+    /// Listen backlog of each worker's socket.
+    #[arg(long, env = "CORECAST_BACKLOG", default_value_t = 4096)]
+    pub backlog: u32,
+    /// Read buffer per connection (bytes; K/KiB/M/MiB suffixes accepted).
+    #[arg(long, env = "CORECAST_READ_BUFFER", default_value = "4KiB", value_parser = parse_size)]
+    pub read_buffer: usize,
+    /// Pending outbound bytes per connection before backpressure: echo stops reading, room
+    /// members over it are closed with 1008.
+    #[arg(long, env = "CORECAST_MAX_BACKLOG", default_value = "1MiB", value_parser = parse_size)]
+    pub max_backlog: usize,
+    /// Largest message accepted; larger ones close the connection with 1009.
+    #[arg(long, env = "CORECAST_MAX_MESSAGE_SIZE", default_value = "16MiB", value_parser = parse_size)]
+    pub max_message_size: usize,
+    /// Close connections silent this long (a ping goes out at half of it); 0 disables.
+    #[arg(long, env = "CORECAST_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Time a new connection has to send its complete HTTP request.
+    #[arg(long, env = "CORECAST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// Time a peer has to finish a close handshake.
+    #[arg(long, env = "CORECAST_CLOSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub close_timeout: Duration,
+    /// Time graceful shutdown waits for close handshakes.
+    #[arg(long, env = "CORECAST_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// Open connections beyond which new ones get 503 [default: from RLIMIT_NOFILE].
+    #[arg(long, env = "CORECAST_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+    /// Supported subprotocol (repeatable). Without any, the client's first offer is accepted.
+    #[arg(long = "protocol", env = "CORECAST_PROTOCOL", value_delimiter = ',')]
+    pub protocols: Vec<String>,
+    /// Origin allowed to upgrade (repeatable). Without any, every origin is allowed.
+    #[arg(
+        long = "allowed-origin",
+        env = "CORECAST_ALLOWED_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+    /// Interval of the stats log line; 0 disables.
+    #[arg(long, env = "CORECAST_STATS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub stats_interval: Duration,
+}
+
+impl Args {
+    pub fn into_config(self) -> Config {
+        Config {
+            listen: self.listen,
+            workers: self.workers.map(usize::from),
+            cpus: self.cpus,
+            pin: !self.no_pin,
+            backlog: self.backlog,
+            read_buffer: self.read_buffer,
+            max_backlog: self.max_backlog,
+            max_message_size: self.max_message_size,
+            idle_timeout: self.idle_timeout,
+            handshake_timeout: self.handshake_timeout,
+            close_timeout: self.close_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+            max_connections: self.max_connections.map(|n| n as usize),
+            protocols: self.protocols,
+            allowed_origins: self.allowed_origins,
+            stats_interval: self.stats_interval,
+        }
+    }
+}
+
+/// Parses "250ms", "10s", "1.5s", "2m", "1h", or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (try 10s or 500ms)"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || secs > 1e9 {
+        return Err(format!("duration {s:?} out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses "4096", "4K", "4KiB", "16M", "16MiB", "1G".
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (try 4096 or 4KiB)"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use K, M or G)")),
+    };
+    value
+        .checked_mul(scale)
+        .and_then(|v| usize::try_from(v).ok())
+        .ok_or_else(|| format!("size {s:?} out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        for bad in ["", "abc", "10 parsecs", "-1s", "1e400"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("4KiB").unwrap(), 4096);
+        assert_eq!(parse_size("16M").unwrap(), 16 << 20);
+        for bad in ["", "x", "4 parsecs", "99999999999999999999G"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_match_config_defaults() {
+        let config = Args::parse_from(["corecast"]).into_config();
+        let want = Config::default();
+        assert_eq!(config.listen, want.listen);
+        assert_eq!(config.read_buffer, want.read_buffer);
+        assert_eq!(config.max_backlog, want.max_backlog);
+        assert_eq!(config.max_message_size, want.max_message_size);
+        assert_eq!(config.idle_timeout, want.idle_timeout);
+        assert_eq!(config.handshake_timeout, want.handshake_timeout);
+        assert_eq!(config.stats_interval, want.stats_interval);
+        assert!(config.pin);
+    }
+
+    #[test]
+    fn repeatable_lists() {
+        let args = Args::parse_from(["corecast", "--protocol", "chat", "--protocol", "v2,v3"]);
+        assert_eq!(args.protocols, vec!["chat", "v2", "v3"]);
+    }
+}

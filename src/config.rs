@@ -1,0 +1,73 @@
+//! Server configuration: every tunable in one plain struct with the embedded defaults.
+//!
+//! The CLI (`cli`) fills it from flags and `CORECAST_*` variables; tests and benches build it
+//! directly. Nothing here touches the OS.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::affinity::CpuList;
+
+/// Everything a running server needs to know. `Config::default()` is a working server on
+/// `127.0.0.1:9998`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address every worker's listener binds (SO_REUSEPORT). Port 0 picks a free port once and
+    /// binds all workers to it.
+    pub listen: SocketAddr,
+    /// Worker threads; `None` means one per available core.
+    pub workers: Option<usize>,
+    /// Cores to pin workers to; `None` means the process's allowed CPU set.
+    pub cpus: Option<CpuList>,
+    /// Pin each worker to its own core.
+    pub pin: bool,
+    /// Listen backlog of each worker's socket.
+    pub backlog: u32,
+    /// tungstenite read buffer per connection: the dominant part of per-connection memory.
+    pub read_buffer: usize,
+    /// Pending outbound bytes per connection before backpressure applies.
+    pub max_backlog: usize,
+    /// Largest message (and frame) accepted; larger closes with 1009.
+    pub max_message_size: usize,
+    /// Silence after which a connection is closed; a ping goes out at half of it. Zero disables.
+    pub idle_timeout: Duration,
+    /// Time a new connection has to complete its HTTP request.
+    pub handshake_timeout: Duration,
+    /// Time a peer has to finish a close handshake (and to read our final bytes).
+    pub close_timeout: Duration,
+    /// Time graceful shutdown waits for close handshakes.
+    pub shutdown_timeout: Duration,
+    /// Open connections across all workers beyond which new ones get 503. `None` derives it from
+    /// RLIMIT_NOFILE.
+    pub max_connections: Option<usize>,
+    /// Subprotocols the server supports, in no particular order. Empty: accept the client's
+    /// first offer.
+    pub protocols: Vec<String>,
+    /// Origins allowed to upgrade. Empty: any origin.
+    pub allowed_origins: Vec<String>,
+    /// Interval of the stats log line. Zero disables.
+    pub stats_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9998)),
+            workers: None,
+            cpus: None,
+            pin: true,
+            backlog: 4096,
+            read_buffer: 4096,
+            max_backlog: 1 << 20,
+            max_message_size: 16 << 20,
+            idle_timeout: Duration::from_secs(120),
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(5),
+            max_connections: None,
+            protocols: Vec::new(),
+            allowed_origins: Vec::new(),
+            stats_interval: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! One client connection: the state machine from the first HTTP byte to the closed socket.
+//!
+//! ```text
+//!   Http ──101──▶ Open ──close handshake / protocol error──▶ Draining ──▶ (dropped)
+//!    │                                                          ▲
+//!    └── any other answer (page, 4xx, 503) ─────────────────────┘
+//! ```
+//! * `Http`: reading the request head (bounded, with a deadline).
+//! * `Open`: a tungstenite `WebSocket` over our `Stream`. Server-initiated closes (idle,
+//!   shutdown, slow consumer) stay in `Open` with a deadline until the peer answers.
+//! * `Draining`: the last bytes (an HTTP answer, a close frame) go out, then FIN; input is read
+//!   and discarded until the peer closes, so our final bytes are not destroyed by a reset.
+//!
+//! The connection never touches the event loop: it reports what it needs (`Step`,
+//! `FlushOutcome`) and the worker registers interest, joins rooms and fans out.
+
+use std::io::{self, Read};
+use std::mem;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mio::net::TcpStream;
+use tungstenite::error::{Error as WsError, ProtocolError};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::{Message, WebSocket};
+
+use crate::frame::{self, OpCode};
+use crate::http::{self, Decision, Endpoint};
+use crate::outbox::Flushed;
+use crate::stats::Counters;
+use crate::stream::Stream;
+
+/// Messages read from one connection per call, so one busy peer cannot starve the others.
+const READ_BUDGET: usize = 64;
+/// Echo payloads up to this size are copied into the coalescing buffer; larger ones are queued
+/// as shared buffers.
+const ECHO_COPY_LIMIT: usize = 64 * 1024;
+/// No deadline.
+const NEVER: u64 = u64::MAX;
+/// A message with exactly this payload makes the handler panic, in builds with the
+/// `fault-injection` feature only: it proves that a panic costs one connection, not a worker.
+#[cfg(feature = "fault-injection")]
+pub const PANIC_TRIGGER: &[u8] = b"corecast:panic";
+
+/// The limits a connection enforces, derived once from the configuration.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub ws: WebSocketConfig,
+    pub policy: http::Policy,
+    pub max_backlog: usize,
+    pub handshake_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub close_timeout_ms: u64,
+}
+
+/// Where a room member sits in its room's member list (kept by the worker's `Rooms`).
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub room: Arc<str>,
+    pub index: usize,
+}
+
+/// What the worker supplies to a connection while it handles an event.
+pub struct Ctx<'a> {
+    /// Worker clock, milliseconds.
+    pub now: u64,
+    pub limits: &'a Limits,
+    /// Messages to fan out, filled by room members, drained by the worker.
+    pub publish: &'a mut Vec<(Arc<str>, Bytes)>,
+    pub counters: &'a mut Counters,
+}
+
+/// What reading left the connection wanting.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing more to read until the next readiness event.
+    Idle,
+    /// Input may remain (budget used up, or just upgraded): read again this loop.
+    Again,
+    /// The handshake completed: join `Endpoint`, then read again.
+    Upgraded(Endpoint),
+    /// Drop the connection now.
+    Close,
+}
+
+/// What a flush left the connection wanting; `None` from `flush` means drop it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FlushOutcome {
+    /// The socket is full: register WRITABLE.
+    pub blocked: bool,
+    /// Echo backpressure ended: read again (input may be waiting with no new event).
+    pub resume_read: bool,
+}
+
+/// Result of handing a broadcast frame to a member.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Queued,
+    /// Not open (closing or draining): nothing queued.
+    Skipped,
+    /// Backlog over the limit: the member is being closed with 1008.
+    SlowConsumer,
+}
+
+enum Phase {
+    /// Reading the HTTP request head.
+    Http {
+        stream: Stream,
+        buf: Vec<u8>,
+        /// Accepted beyond `--max-connections`: answered 503.
+        over_capacity: bool,
+    },
+    /// WebSocket traffic (including a close we started and are waiting to see answered).
+    Open(Box<WebSocket<Stream>>),
+    /// Final bytes going out, then FIN, then wait for the peer's EOF.
+    Draining { stream: Stream, fin_sent: bool },
+    /// Only during transitions.
+    Gone,
+}
+
+pub struct Connection {
+    phase: Phase,
+    /// Worker clock of the last byte received: drives the idle ping and idle close.
+    last_seen: u64,
+    /// A ping went out during the current silence.
+    pinged: bool,
+    /// When the current phase expires (handshake, close handshake, draining).
+    deadline: u64,
+    /// Set for broadcast connections once joined; `None` on /echo.
+    pub member: Option<Membership>,
+    /// Echo replies are backed up: stop reading until they drain.
+    read_paused: bool,
+    /// Already on the worker's flush list this pass.
+    pub dirty: bool,
+    /// WRITABLE interest is registered.
+    pub writable: bool,
+    /// Counts towards `--max-connections`.
+    pub counted: bool,
+}
+
+impl Connection {
+    pub fn new(tcp: TcpStream, now: u64, limits: &Limits, over_capacity: bool) -> Connection {
+        Connection {
+            phase: Phase::Http {
+                stream: Stream::new(tcp),
+                buf: Vec::new(),
+                over_capacity,
+            },
+            last_seen: now,
+            pinged: false,
+            deadline: now.saturating_add(limits.handshake_timeout_ms),
+            member: None,
+            read_paused: false,
+            dirty: false,
+            writable: false,
+            counted: !over_capacity,
+        }
+    }
+
+    fn stream_mut(&mut self) -> Option<&mut Stream> {
+        match &mut self.phase {
+            Phase::Http { stream, .. } | Phase::Draining { stream, .. } => Some(stream),
+            Phase::Open(ws) => Some(ws.get_mut()),
+            Phase::Gone => None,
+        }
+    }
+
+    /// The socket, for (re)registration with the poller.
+    pub fn socket(&mut self) -> Option<&mut TcpStream> {
+        self.stream_mut().map(|s| &mut s.tcp)
+    }
+
+    /// Output is queued.
+    pub fn has_output(&mut self) -> bool {
+        self.stream_mut().is_some_and(|s| !s.out.is_empty())
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(&self.phase, Phase::Open(ws) if ws.can_write())
+    }
+
+    /// Pending outbound bytes.
+    pub fn backlog(&mut self) -> usize {
+        self.stream_mut().map_or(0, |s| s.out.pending())
+    }
+
+    /// Reads what the socket has (within the budget) and acts on it.
+    pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> Step {
+        let before = self.stream_mut().map_or(0, |s| s.bytes_in);
+        let step = match self.phase {
+            Phase::Http { .. } => self.read_http(ctx),
+            Phase::Open(_) => self.read_ws(ctx),
+            Phase::Draining { .. } => self.read_discard(),
+            Phase::Gone => Step::Close,
+        };
+        if self.stream_mut().is_some_and(|s| s.bytes_in != before) {
+            self.last_seen = ctx.now;
+            self.pinged = false;
+        }
+        step
+    }
+
+    fn read_http(&mut self, ctx: &mut Ctx<'_>) -> Step {
+        let Phase::Http { stream, buf, .. } = &mut self.phase else {
+            return Step::Close;
+        };
+        let mut chunk = [0u8; 2048];
+        let parsed = loop {
+            match stream.read(&mut chunk) {
+                Ok(0) => return Step::Close,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Idle,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Step::Close,
+            }
+            match http::parse_request(buf) {
+                Ok(None) => continue,
+                Ok(Some(done)) => break Ok(done),
+                Err(e) => break Err(e),
+            }
+        };
+        let Phase::Http {
+            stream,
+            buf,
+            over_capacity,
+        } = mem::replace(&mut self.phase, Phase::Gone)
+        else {
+            unreachable!("phase checked above")
+        };
+        let decision = match &parsed {
+            Ok((head, _)) => http::decide(head, &ctx.limits.policy),
+            Err(e) => Decision::Respond(e.response()),
+        };
+        match decision {
+            Decision::Upgrade { .. } if over_capacity => self.respond(
+                stream,
+                http::Response::reject(503, "server at capacity"),
+                ctx,
+            ),
+            Decision::Upgrade { endpoint, response } => {
+                let consumed = parsed.map(|(_, n)| n).unwrap_or(buf.len());
+                let mut stream = stream;
+                stream.out.push_shared(response.bytes, false);
+                let leftover = buf[consumed..].to_vec();
+                drop(buf);
+                let ws = WebSocket::from_partially_read(
+                    stream,
+                    leftover,
+                    Role::Server,
+                    Some(ctx.limits.ws),
+                );
+                self.phase = Phase::Open(Box::new(ws));
+                self.deadline = NEVER;
+                ctx.counters.handshakes += 1;
+                Step::Upgraded(endpoint)
+            }
+            Decision::Respond(response) => self.respond(stream, response, ctx),
+        }
+    }
+
+    fn respond(&mut self, mut stream: Stream, response: http::Response, ctx: &mut Ctx<'_>) -> Step {
+        if response.status >= 400 {
+            ctx.counters.rejected += 1;
+        }
+        stream.out.push_shared(response.bytes, false);
+        self.enter_draining(stream, ctx.now, ctx.limits);
+        Step::Idle
+    }
+
+    fn enter_draining(&mut self, stream: Stream, now: u64, limits: &Limits) {
+        self.phase = Phase::Draining {
+            stream,
+            fin_sent: false,
+        };
+        self.deadline = now.saturating_add(limits.close_timeout_ms);
+        self.read_paused = false;
+    }
+
+    fn read_ws(&mut self, ctx: &mut Ctx<'_>) -> Step {
+        let Phase::Open(ws) = &mut self.phase else {
+            return Step::Close;
+        };
+        let mut budget = READ_BUDGET;
+        let result = loop {
+            if self.read_paused {
+                break Ok(Step::Idle);
+            }
+            if budget == 0 {
+                break Ok(Step::Again);
+            }
+            budget -= 1;
+            let (opcode, payload) = match ws.read() {
+                Ok(Message::Text(text)) => (OpCode::Text, Bytes::from(text)),
+                Ok(Message::Binary(data)) => (OpCode::Binary, data),
+                // Pongs to pings and replies to closes are queued by tungstenite itself.
+                Ok(_) => continue,
+                Err(e) => break Err(e),
+            };
+            ctx.counters.msgs_in += 1;
+            #[cfg(feature = "fault-injection")]
+            if payload.as_ref() == PANIC_TRIGGER {
+                panic!("fault injection: panic trigger received");
+            }
+            if !ws.can_write() {
+                continue; // we are closing: messages still in flight are dropped
+            }
+            match &self.member {
+                Some(m) => ctx
+                    .publish
+                    .push((m.room.clone(), frame::encode(opcode, &payload))),
+                None => {
+                    let out = &mut ws.get_mut().out;
+                    if payload.len() <= ECHO_COPY_LIMIT {
+                        let tail = out.tail_mut();
+                        let before = tail.len();
+                        frame::put_frame(tail, opcode, &payload);
+                        let added = tail.len() - before;
+                        out.commit_tail(added);
+                    } else {
+                        let mut header = Vec::with_capacity(frame::MAX_HEADER);
+                        frame::put_header(&mut header, opcode, payload.len());
+                        out.push_copy(&header);
+                        out.push_shared(payload, false);
+                    }
+                    ctx.counters.msgs_out += 1;
+                    if out.pending() > ctx.limits.max_backlog {
+                        self.read_paused = true;
+                    }
+                }
+            }
+        };
+        let result = result.and_then(|step| ws.flush().map(|()| step));
+        match result {
+            Ok(step) => step,
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Pongs may have been queued by this read.
+                match ws.flush() {
+                    Ok(()) => Step::Idle,
+                    Err(e) => self.on_ws_error(e, ctx),
+                }
+            }
+            Err(e) => self.on_ws_error(e, ctx),
+        }
+    }
+
+    /// Maps a tungstenite error to the end of the connection: the right close code for
+    /// protocol violations, a plain drain for a completed close handshake, a drop otherwise.
+    fn on_ws_error(&mut self, err: WsError, ctx: &mut Ctx<'_>) -> Step {
+        let (code, reason) = match &err {
+            WsError::ConnectionClosed => (None, ""),
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return Step::Close,
+            WsError::Protocol(_) => (Some(1002), "protocol error"),
+            WsError::Utf8(_) => (Some(1007), "invalid UTF-8"),
+            WsError::Capacity(_) => (Some(1009), "message too big"),
+            _ => return Step::Close,
+        };
+        let Phase::Open(ws) = mem::replace(&mut self.phase, Phase::Gone) else {
+            return Step::Close;
+        };
+        let can_write = ws.can_write();
+        let mut stream = ws.into_inner();
+        if let Some(code) = code {
+            ctx.counters.protocol_errors += 1;
+            tracing::debug!(code, %err, "failing connection");
+            if can_write {
+                stream.out.push_shared(frame::close(code, reason), false);
+            }
+        }
+        self.enter_draining(stream, ctx.now, ctx.limits);
+        Step::Idle
+    }
+
+    fn read_discard(&mut self) -> Step {
+        let Phase::Draining { stream, .. } = &mut self.phase else {
+            return Step::Close;
+        };
+        let mut scratch = [0u8; 1024];
+        loop {
+            match stream.read(&mut scratch) {
+                Ok(0) => return Step::Close,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Idle,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Step::Close,
+            }
+        }
+    }
+
+    /// Writes queued output. `None`: the connection is finished or broken, drop it.
+    pub fn flush(&mut self, limits: &Limits) -> Option<FlushOutcome> {
+        let stream = self.stream_mut()?;
+        let flushed = stream.flush_out().ok()?;
+        let pending = stream.out.pending();
+        if flushed == Flushed::All {
+            stream.out.shrink_if_empty();
+        }
+        if let Phase::Draining { stream, fin_sent } = &mut self.phase {
+            if flushed == Flushed::All && !*fin_sent {
+                *fin_sent = true;
+                if stream.tcp.shutdown(std::net::Shutdown::Write).is_err() {
+                    return None;
+                }
+            }
+        }
+        let resume_read = self.read_paused && pending <= limits.max_backlog / 2;
+        if resume_read {
+            self.read_paused = false;
+        }
+        Some(FlushOutcome {
+            blocked: flushed == Flushed::Blocked,
+            resume_read,
+        })
+    }
+
+    /// Starts a close handshake from our side. Returns false when the connection should simply
+    /// be dropped (it never became a WebSocket).
+    pub fn start_close(
+        &mut self,
+        code: u16,
+        reason: &'static str,
+        now: u64,
+        limits: &Limits,
+    ) -> bool {
+        match &mut self.phase {
+            Phase::Open(ws) => {
+                if ws.can_write() {
+                    let close = CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: reason.into(),
+                    };
+                    // Writes into our outbox, which never blocks; a failure means it was closed.
+                    let _ = ws.close(Some(close));
+                    self.deadline = now.saturating_add(limits.close_timeout_ms);
+                }
+                true
+            }
+            Phase::Draining { .. } => true,
+            Phase::Http { .. } | Phase::Gone => false,
+        }
+    }
+
+    /// Hands a pre-encoded broadcast frame to this member.
+    pub fn deliver(&mut self, frame: &Bytes, now: u64, limits: &Limits) -> Delivery {
+        let Phase::Open(ws) = &mut self.phase else {
+            return Delivery::Skipped;
+        };
+        if !ws.can_write() {
+            return Delivery::Skipped;
+        }
+        let out = &mut ws.get_mut().out;
+        if out.pending() > limits.max_backlog {
+            out.discard_droppable();
+            self.start_close(1008, "slow consumer", now, limits);
+            return Delivery::SlowConsumer;
+        }
+        out.push_shared(frame.clone(), true);
+        Delivery::Queued
+    }
+
+    /// Timer check, run once per tick. Returns false when the connection must be dropped.
+    /// Output it queues (a ping, a close frame) is flushed by the caller.
+    pub fn tick(&mut self, now: u64, limits: &Limits, counters: &mut Counters) -> bool {
+        if now >= self.deadline {
+            counters.timeouts += 1;
+            return false;
+        }
+        let idle = limits.idle_timeout_ms;
+        if idle == 0 || !self.is_open() {
+            return true;
+        }
+        let silent = now.saturating_sub(self.last_seen);
+        if silent >= idle {
+            counters.timeouts += 1;
+            self.start_close(1001, "idle timeout", now, limits);
+        } else if silent >= idle / 2 && !self.pinged {
+            self.pinged = true;
+            if let Some(stream) = self.stream_mut() {
+                stream
+                    .out
+                    .push_shared(frame::encode(OpCode::Ping, b"corecast"), false);
+            }
+        }
+        true
+    }
+}

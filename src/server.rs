@@ -1,0 +1,292 @@
+//! Starting and stopping a server: validates the configuration, opens one listener and one
+//! poller per worker, wires the workers' inboxes together, starts the pinned threads, and
+//! later asks them to shut down and collects their counters.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use mio::{Poll, Waker};
+use tungstenite::protocol::WebSocketConfig;
+
+use crate::broadcast::{Bus, Envelope, Mailbox, INBOX_CAPACITY};
+use crate::config::Config;
+use crate::connection::Limits;
+use crate::error::Error;
+use crate::http::Policy;
+use crate::stats::{Counters, SharedCounters};
+use crate::worker::{Shared, Worker, WorkerSetup, WAKER};
+use crate::{affinity, listener, rlimit};
+
+/// Descriptors kept free of connections: listeners, pollers, wakers, logs.
+const RESERVED_FDS: u64 = 32;
+
+/// A running server. Dropping it shuts it down gracefully.
+pub struct Server {
+    addr: SocketAddr,
+    workers: Vec<JoinHandle<Counters>>,
+    stopper: Stopper,
+    shared: Arc<Shared>,
+    capacity: usize,
+    stats_logger: Option<(JoinHandle<()>, Sender<()>)>,
+}
+
+/// Asks every worker to shut down; clonable so a signal thread can hold one.
+#[derive(Clone)]
+pub struct Stopper {
+    mailboxes: Vec<Mailbox>,
+}
+
+impl Stopper {
+    /// Starts graceful shutdown: workers stop accepting, send 1001 to every connection and exit
+    /// once the close handshakes finish or the shutdown timeout passes.
+    pub fn stop(&self) {
+        for mailbox in &self.mailboxes {
+            mailbox.send_blocking(Envelope::Shutdown);
+        }
+    }
+}
+
+impl Server {
+    /// Binds every worker's listener and starts the workers.
+    pub fn bind(config: Config) -> Result<Server, Error> {
+        let workers = config
+            .workers
+            .unwrap_or_else(|| affinity::default_threads(config.cpus.as_ref()));
+        validate(&config, workers)?;
+        let nofile = rlimit::raise_nofile_limit().unwrap_or(1024);
+        let derived = nofile
+            .saturating_sub(RESERVED_FDS + 4 * workers as u64)
+            .max(1) as usize;
+        let capacity = config.max_connections.unwrap_or(derived);
+        let listeners =
+            listener::bind_all(config.listen, workers, config.backlog).map_err(|source| {
+                Error::Bind {
+                    addr: config.listen,
+                    source,
+                }
+            })?;
+        let addr = listeners[0].local_addr().map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+
+        let mut polls = Vec::with_capacity(workers);
+        let mut mailboxes = Vec::with_capacity(workers);
+        let mut inboxes: Vec<Receiver<Envelope>> = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let poll = Poll::new().map_err(Error::Poll)?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(Error::Poll)?);
+            let (tx, rx) = crossbeam_channel::bounded(INBOX_CAPACITY);
+            polls.push(poll);
+            mailboxes.push(Mailbox { tx, waker });
+            inboxes.push(rx);
+        }
+        let shared = Arc::new(Shared {
+            open: AtomicUsize::new(0),
+            max_connections: capacity,
+            stats: (0..workers).map(|_| SharedCounters::default()).collect(),
+        });
+        let limits = limits(&config);
+        let cores = affinity::available_cores(config.cpus.as_ref());
+        let stopper = Stopper {
+            mailboxes: mailboxes.clone(),
+        };
+
+        let mut handles = Vec::with_capacity(workers);
+        for (id, ((poll, listener), inbox)) in
+            polls.into_iter().zip(listeners).zip(inboxes).enumerate()
+        {
+            let core = (config.pin && !cores.is_empty()).then(|| cores[id % cores.len()]);
+            let setup = WorkerSetup {
+                id,
+                core,
+                poll,
+                listener,
+                bus: Bus::new(id, inbox, mailboxes.clone()),
+                limits: limits.clone(),
+                shared: shared.clone(),
+                shutdown_timeout: config.shutdown_timeout,
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("corecast-worker-{id}"))
+                .spawn(move || match Worker::new(setup) {
+                    Ok(worker) => worker.run(),
+                    Err(e) => {
+                        tracing::error!(worker = id, error = %e, "worker failed to start");
+                        Counters::default()
+                    }
+                });
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(e) => {
+                    stopper.stop();
+                    return Err(Error::Spawn(e));
+                }
+            }
+        }
+        let pinned = if config.pin && !cores.is_empty() {
+            format!(
+                "{:?}",
+                (0..workers)
+                    .map(|i| cores[i % cores.len()])
+                    .collect::<Vec<_>>()
+            )
+        } else {
+            "unpinned".to_string()
+        };
+        tracing::info!(%addr, workers, cores = %pinned, capacity, nofile, "corecast listening");
+        let stats_logger = (!config.stats_interval.is_zero())
+            .then(|| spawn_stats_logger(shared.clone(), config.stats_interval));
+        Ok(Server {
+            addr,
+            workers: handles,
+            stopper,
+            shared,
+            capacity,
+            stats_logger,
+        })
+    }
+
+    /// The bound address (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connections the server admits before answering 503.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.shared.stats.len()
+    }
+
+    /// Each worker's counters as of its last tick.
+    pub fn stats(&self) -> Vec<Counters> {
+        self.shared
+            .stats
+            .iter()
+            .map(SharedCounters::snapshot)
+            .collect()
+    }
+
+    /// A handle that can start shutdown from another thread.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Shuts down gracefully and returns the totals across workers.
+    pub fn shutdown(mut self) -> Counters {
+        self.stopper.stop();
+        self.join()
+    }
+
+    /// Waits until the workers exit (after someone called `Stopper::stop`); returns totals.
+    pub fn wait(mut self) -> Counters {
+        self.join()
+    }
+
+    fn join(&mut self) -> Counters {
+        let mut total = Counters::default();
+        for handle in self.workers.drain(..) {
+            match handle.join() {
+                Ok(counters) => total.add(&counters),
+                Err(_) => tracing::error!("a worker thread panicked"),
+            }
+        }
+        if let Some((handle, stop)) = self.stats_logger.take() {
+            drop(stop);
+            let _ = handle.join();
+        }
+        total
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !self.workers.is_empty() {
+            self.stopper.stop();
+            self.join();
+        }
+    }
+}
+
+fn validate(config: &Config, workers: usize) -> Result<(), Error> {
+    let fail = |msg: &str| Err(Error::Config(msg.to_string()));
+    if workers == 0 || workers > 1024 {
+        return fail("workers must be between 1 and 1024");
+    }
+    if config.read_buffer < 64 {
+        return fail("read buffer must be at least 64 bytes");
+    }
+    if config.max_message_size == 0 {
+        return fail("max message size must be at least 1 byte");
+    }
+    if config.max_backlog == 0 {
+        return fail("max backlog must be at least 1 byte");
+    }
+    if config.max_connections == Some(0) {
+        return fail("max connections must be at least 1");
+    }
+    if config.handshake_timeout.is_zero() || config.close_timeout.is_zero() {
+        return fail("handshake and close timeouts must be positive");
+    }
+    if config.cpus.as_ref().is_some_and(|c| c.0.is_empty()) {
+        return fail("CPU list is empty");
+    }
+    Ok(())
+}
+
+fn limits(config: &Config) -> Limits {
+    let ws = WebSocketConfig::default()
+        .read_buffer_size(config.read_buffer)
+        // Our stream takes every write into its outbox, so tungstenite's own buffer only ever
+        // holds one control frame.
+        .write_buffer_size(0)
+        .max_write_buffer_size(64 * 1024)
+        .max_message_size(Some(config.max_message_size))
+        .max_frame_size(Some(config.max_message_size));
+    Limits {
+        ws,
+        policy: Policy {
+            protocols: config.protocols.clone(),
+            allowed_origins: config.allowed_origins.clone(),
+        },
+        max_backlog: config.max_backlog,
+        handshake_timeout_ms: config.handshake_timeout.as_millis() as u64,
+        idle_timeout_ms: config.idle_timeout.as_millis() as u64,
+        close_timeout_ms: config.close_timeout.as_millis() as u64,
+    }
+}
+
+fn spawn_stats_logger(shared: Arc<Shared>, every: Duration) -> (JoinHandle<()>, Sender<()>) {
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let handle = std::thread::spawn(move || {
+        let mut last: Vec<Counters> = shared.stats.iter().map(SharedCounters::snapshot).collect();
+        let secs = every.as_secs_f64();
+        while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(every) {
+            let now: Vec<Counters> = shared.stats.iter().map(SharedCounters::snapshot).collect();
+            let per_worker: Vec<String> = now
+                .iter()
+                .zip(&last)
+                .enumerate()
+                .map(|(i, (n, l))| {
+                    format!(
+                        "w{i}: conns={} in/s={:.0} out/s={:.0}",
+                        n.connections,
+                        (n.msgs_in - l.msgs_in) as f64 / secs,
+                        (n.msgs_out - l.msgs_out) as f64 / secs
+                    )
+                })
+                .collect();
+            tracing::info!("stats {}", per_worker.join(" | "));
+            last = now;
+        }
+    });
+    (handle, stop_tx)
+}

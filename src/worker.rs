@@ -1,0 +1,488 @@
+//! One worker: a thread pinned to a core that owns a `mio::Poll`, a listener, its connections
+//! (a `Slab`, whose key is the mio `Token`), its share of the rooms, and its inbox.
+//!
+//! Rules the loop lives by:
+//! * Readiness is edge-triggered: after an event, an operation is repeated until `WouldBlock`.
+//!   Whenever we stop early (read budget, echo backpressure, accept batch), the connection or
+//!   listener goes on a list that the next pass retries, because no new event will come.
+//! * Output is corked: handling events only queues bytes; each connection with output is
+//!   flushed once at the end of the pass (one `writev`). WRITABLE interest is registered only
+//!   while a socket is full.
+//! * Nothing blocks and nothing is shared on the per-message path: other workers are reached
+//!   only through `Bus`. The only shared state is the connection count (touched on accept and
+//!   close) and the counters published once per tick.
+//! * Timers are a sweep once per tick: O(1) per connection, no syscall per connection.
+//! * A panic while handling a connection's input drops that connection and is counted; the
+//!   worker and its other connections go on.
+
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::broadcast::{Bus, Envelope, Rooms};
+use crate::connection::{Connection, Ctx, Delivery, Limits, Membership, Step};
+use crate::http::Endpoint;
+use crate::stats::{Counters, SharedCounters};
+
+/// Token of the worker's listener.
+pub const LISTENER: Token = Token(usize::MAX - 1);
+/// Token of the worker's inbox waker.
+pub const WAKER: Token = Token(usize::MAX - 2);
+/// Accepts per pass before other work gets a turn.
+const ACCEPT_BATCH: usize = 256;
+/// Inbox messages handled per pass.
+const INBOX_BATCH: usize = 4096;
+/// Retry delay after accept failed for lack of descriptors.
+const ACCEPT_RETRY_MS: u64 = 100;
+
+/// State shared by all workers, none of it on the per-message path.
+#[derive(Debug)]
+pub struct Shared {
+    /// Connections counted against `max_connections`, across all workers.
+    pub open: AtomicUsize,
+    pub max_connections: usize,
+    /// Each worker's published counters, indexed by worker id.
+    pub stats: Vec<SharedCounters>,
+}
+
+/// Everything a worker thread is started with.
+pub struct WorkerSetup {
+    pub id: usize,
+    pub core: Option<usize>,
+    pub poll: Poll,
+    pub listener: TcpListener,
+    pub bus: Bus,
+    pub limits: Limits,
+    pub shared: Arc<Shared>,
+    pub shutdown_timeout: Duration,
+}
+
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    conns: Slab<Connection>,
+    rooms: Rooms,
+    bus: Bus,
+    limits: Limits,
+    shared: Arc<Shared>,
+    counters: Counters,
+    /// Connections with output queued this pass.
+    flush_list: Vec<usize>,
+    /// Connections to read again next pass (input may remain without a new event).
+    read_list: Vec<usize>,
+    /// Messages published by this pass's reads, waiting to be fanned out.
+    publish: Vec<(Arc<str>, Bytes)>,
+    inbox: Vec<Envelope>,
+    inbox_more: bool,
+    start: Instant,
+    /// Milliseconds since `start`, read once per pass.
+    now: u64,
+    tick_ms: u64,
+    next_tick: u64,
+    /// When to try accepting again after stopping early (batch limit or EMFILE).
+    accept_at: Option<u64>,
+    accept_error_logged: bool,
+    shutdown_timeout: Duration,
+    shutdown_deadline: Option<u64>,
+}
+
+impl Worker {
+    pub fn new(setup: WorkerSetup) -> io::Result<Worker> {
+        let WorkerSetup {
+            id,
+            core,
+            poll,
+            mut listener,
+            bus,
+            limits,
+            shared,
+            shutdown_timeout,
+        } = setup;
+        if let Some(core) = core {
+            if !crate::affinity::pin_current_thread(core) {
+                tracing::warn!(
+                    worker = id,
+                    core,
+                    "could not pin worker to core; running unpinned"
+                );
+            }
+        }
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let tick_ms = tick_interval(&limits);
+        Ok(Worker {
+            id,
+            poll,
+            listener: Some(listener),
+            conns: Slab::new(),
+            rooms: Rooms::default(),
+            bus,
+            limits,
+            shared,
+            counters: Counters::default(),
+            flush_list: Vec::new(),
+            read_list: Vec::new(),
+            publish: Vec::new(),
+            inbox: Vec::new(),
+            inbox_more: false,
+            start: Instant::now(),
+            now: 0,
+            tick_ms,
+            next_tick: tick_ms,
+            accept_at: None,
+            accept_error_logged: false,
+            shutdown_timeout,
+            shutdown_deadline: None,
+        })
+    }
+
+    /// Runs the loop until shutdown completes; returns the final counters.
+    pub fn run(mut self) -> Counters {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(worker = self.id, error = %e, "poll failed; worker stopping");
+                    break;
+                }
+            }
+            self.now = self.start.elapsed().as_millis() as u64;
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => self.inbox_more = true,
+                    Token(key) => {
+                        if event.is_writable() {
+                            self.flush_one(key);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(key);
+                        }
+                    }
+                }
+            }
+            if self.accept_at.is_some_and(|at| self.now >= at) {
+                self.accept_at = None;
+                self.accept();
+            }
+            if self.inbox_more {
+                self.handle_inbox();
+            }
+            for key in std::mem::take(&mut self.read_list) {
+                self.read(key);
+            }
+            self.flush_all();
+            self.bus.end_pass();
+            if self.now >= self.next_tick {
+                self.tick();
+            }
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.conns.is_empty() || self.now >= deadline {
+                    break;
+                }
+            }
+        }
+        let dropped = self.conns.len();
+        if dropped > 0 {
+            tracing::warn!(
+                worker = self.id,
+                dropped,
+                "shutdown timeout: dropping connections"
+            );
+        }
+        for key in self.conns.iter().map(|(k, _)| k).collect::<Vec<_>>() {
+            self.close(key);
+        }
+        self.publish_counters();
+        self.counters
+    }
+
+    fn poll_timeout(&self) -> Duration {
+        if !self.read_list.is_empty()
+            || self.inbox_more
+            || self.accept_at.is_some_and(|at| at <= self.now)
+        {
+            return Duration::ZERO;
+        }
+        if self.bus.has_overflow() {
+            return Duration::from_millis(1);
+        }
+        let mut wake = self.next_tick;
+        if let Some(at) = self.accept_at {
+            wake = wake.min(at);
+        }
+        Duration::from_millis(wake.saturating_sub(self.now))
+    }
+
+    fn accept(&mut self) {
+        for _ in 0..ACCEPT_BATCH {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((tcp, _)) => {
+                    if self.accept_error_logged {
+                        self.accept_error_logged = false;
+                        tracing::info!(worker = self.id, "accepting connections again");
+                    }
+                    self.admit(tcp);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_resource_exhaustion(&e) => {
+                    // Without a free descriptor the pending connection stays queued and the
+                    // edge-triggered listener will not fire again: retry on a timer, not a spin.
+                    self.counters.accept_errors += 1;
+                    if !self.accept_error_logged {
+                        self.accept_error_logged = true;
+                        tracing::warn!(worker = self.id, error = %e, "accept failed; retrying every {ACCEPT_RETRY_MS} ms");
+                    }
+                    self.accept_at = Some(self.now + ACCEPT_RETRY_MS);
+                    return;
+                }
+                Err(e) => tracing::debug!(worker = self.id, error = %e, "accept error"),
+            }
+        }
+        self.accept_at = Some(self.now);
+    }
+
+    fn admit(&mut self, mut tcp: mio::net::TcpStream) {
+        let _ = tcp.set_nodelay(true);
+        let over_capacity =
+            self.shared.open.fetch_add(1, Ordering::Relaxed) >= self.shared.max_connections;
+        if over_capacity {
+            self.shared.open.fetch_sub(1, Ordering::Relaxed);
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if key >= WAKER.0
+            || self
+                .poll
+                .registry()
+                .register(&mut tcp, Token(key), Interest::READABLE)
+                .is_err()
+        {
+            if !over_capacity {
+                self.shared.open.fetch_sub(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        entry.insert(Connection::new(tcp, self.now, &self.limits, over_capacity));
+        self.counters.accepted += 1;
+        self.counters.connections += 1;
+        // Registration reports data that is already waiting, so no read is needed here.
+    }
+
+    fn read(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut ctx = Ctx {
+            now: self.now,
+            limits: &self.limits,
+            publish: &mut self.publish,
+            counters: &mut self.counters,
+        };
+        let step = match catch_unwind(AssertUnwindSafe(|| conn.on_readable(&mut ctx))) {
+            Ok(step) => step,
+            Err(_) => {
+                self.counters.panics += 1;
+                tracing::error!(
+                    worker = self.id,
+                    "connection handler panicked; connection dropped"
+                );
+                self.publish.clear();
+                Step::Close
+            }
+        };
+        match step {
+            Step::Idle => {}
+            Step::Again => self.read_list.push(key),
+            Step::Upgraded(endpoint) => {
+                if let Endpoint::Room(name) = endpoint {
+                    let (room, index) = self.rooms.join(&name, key);
+                    self.conns[key].member = Some(Membership { room, index });
+                }
+                self.read_list.push(key);
+            }
+            Step::Close => {
+                self.close(key);
+                return;
+            }
+        }
+        if self.conns[key].has_output() {
+            mark_dirty(&mut self.conns[key], key, &mut self.flush_list);
+        }
+        self.dispatch_published();
+    }
+
+    /// Fans out what this pass's reads published: to local members now, to other workers via
+    /// the bus.
+    fn dispatch_published(&mut self) {
+        if self.publish.is_empty() {
+            return;
+        }
+        let mut publish = std::mem::take(&mut self.publish);
+        for (room, frame) in publish.drain(..) {
+            self.deliver_local(&room, &frame);
+            self.bus.publish(&room, &frame);
+        }
+        self.publish = publish;
+    }
+
+    fn deliver_local(&mut self, room: &str, frame: &Bytes) {
+        for &key in self.rooms.members(room) {
+            let conn = &mut self.conns[key];
+            match conn.deliver(frame, self.now, &self.limits) {
+                Delivery::Queued => self.counters.msgs_out += 1,
+                Delivery::SlowConsumer => self.counters.slow_consumers += 1,
+                Delivery::Skipped => continue,
+            }
+            mark_dirty(conn, key, &mut self.flush_list);
+        }
+    }
+
+    fn handle_inbox(&mut self) {
+        let mut inbox = std::mem::take(&mut self.inbox);
+        self.inbox_more = self.bus.drain_inbox(INBOX_BATCH, &mut inbox);
+        for envelope in inbox.drain(..) {
+            match envelope {
+                Envelope::Deliver { room, frame } => self.deliver_local(&room, &frame),
+                Envelope::Shutdown => self.begin_shutdown(),
+            }
+        }
+        self.inbox = inbox;
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        self.listener = None;
+        self.accept_at = None;
+        self.shutdown_deadline = Some(self.now + self.shutdown_timeout.as_millis() as u64);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let conn = &mut self.conns[key];
+            if conn.start_close(1001, "server shutting down", self.now, &self.limits) {
+                mark_dirty(conn, key, &mut self.flush_list);
+            } else {
+                self.close(key);
+            }
+        }
+    }
+
+    fn flush_all(&mut self) {
+        for key in std::mem::take(&mut self.flush_list) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.dirty = false;
+                self.flush_one(key);
+            }
+        }
+    }
+
+    fn flush_one(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(outcome) = conn.flush(&self.limits) else {
+            self.close(key);
+            return;
+        };
+        if outcome.blocked != conn.writable {
+            let interest = if outcome.blocked {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let registry = self.poll.registry();
+            let ok = conn
+                .socket()
+                .is_some_and(|s| registry.reregister(s, Token(key), interest).is_ok());
+            if !ok {
+                self.close(key);
+                return;
+            }
+            conn.writable = outcome.blocked;
+        }
+        if outcome.resume_read {
+            self.read_list.push(key);
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        let Some(conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        if let Some(m) = &conn.member {
+            if let Some(moved) = self.rooms.leave(&m.room, m.index) {
+                if let Some(other) = self.conns[moved].member.as_mut() {
+                    other.index = m.index;
+                }
+            }
+        }
+        if conn.counted {
+            self.shared.open.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.counters.connections -= 1;
+        // Dropping the socket closes it, which also removes it from the poller.
+        drop(conn);
+        if self.accept_error_logged && self.listener.is_some() {
+            self.accept_at = Some(self.now);
+        }
+    }
+
+    fn tick(&mut self) {
+        let mut expired = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            if !conn.tick(self.now, &self.limits, &mut self.counters) {
+                expired.push(key);
+            } else if conn.has_output() {
+                mark_dirty(conn, key, &mut self.flush_list);
+            }
+        }
+        for key in expired {
+            self.close(key);
+        }
+        self.flush_all();
+        self.publish_counters();
+        self.next_tick = self.now + self.tick_ms;
+    }
+
+    fn publish_counters(&self) {
+        self.shared.stats[self.id].publish(&self.counters);
+    }
+}
+
+fn mark_dirty(conn: &mut Connection, key: usize, list: &mut Vec<usize>) {
+    if !conn.dirty {
+        conn.dirty = true;
+        list.push(key);
+    }
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Tick period: a quarter of the shortest timeout, between 5 ms and 1 s, so deadlines fire
+/// within 25% of their nominal value without sweeping needlessly often.
+fn tick_interval(limits: &Limits) -> u64 {
+    let mut shortest = limits.handshake_timeout_ms.min(limits.close_timeout_ms);
+    if limits.idle_timeout_ms > 0 {
+        shortest = shortest.min(limits.idle_timeout_ms / 2);
+    }
+    (shortest / 4).clamp(5, 1000)
+}
