@@ -114,8 +114,14 @@ enum Phase {
     },
     /// WebSocket traffic (including a close we started and are waiting to see answered).
     Open(Box<WebSocket<Stream>>),
-    /// Final bytes going out, then FIN, then wait for the peer's EOF.
-    Draining { stream: Stream, fin_sent: bool },
+    /// Final bytes going out. With `linger`, then FIN and wait for the peer's EOF, because
+    /// closing a socket with unread input resets it and can destroy our last bytes in flight.
+    /// Without (a completed close handshake: the peer sends nothing more), drop once written.
+    Draining {
+        stream: Stream,
+        fin_sent: bool,
+        linger: bool,
+    },
     /// Only during transitions.
     Gone,
 }
@@ -265,14 +271,15 @@ impl Connection {
             ctx.counters.rejected += 1;
         }
         stream.out.push_shared(response.bytes, false);
-        self.enter_draining(stream, ctx.now, ctx.limits);
+        self.enter_draining(stream, true, ctx.now, ctx.limits);
         Step::Idle
     }
 
-    fn enter_draining(&mut self, stream: Stream, now: u64, limits: &Limits) {
+    fn enter_draining(&mut self, stream: Stream, linger: bool, now: u64, limits: &Limits) {
         self.phase = Phase::Draining {
             stream,
             fin_sent: false,
+            linger,
         };
         self.deadline = now.saturating_add(limits.close_timeout_ms);
         self.read_paused = false;
@@ -368,7 +375,10 @@ impl Connection {
                 stream.out.push_shared(frame::close(code, reason), false);
             }
         }
-        self.enter_draining(stream, ctx.now, ctx.limits);
+        if code.is_none() && stream.out.is_empty() {
+            return Step::Close; // handshake complete and nothing left to send
+        }
+        self.enter_draining(stream, code.is_some(), ctx.now, ctx.limits);
         Step::Idle
     }
 
@@ -396,7 +406,15 @@ impl Connection {
         if flushed == Flushed::All {
             stream.out.shrink_if_empty();
         }
-        if let Phase::Draining { stream, fin_sent } = &mut self.phase {
+        if let Phase::Draining {
+            stream,
+            fin_sent,
+            linger,
+        } = &mut self.phase
+        {
+            if flushed == Flushed::All && !*linger {
+                return None;
+            }
             if flushed == Flushed::All && !*fin_sent {
                 *fin_sent = true;
                 if stream.tcp.shutdown(std::net::Shutdown::Write).is_err() {
