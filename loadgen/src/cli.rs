@@ -1,0 +1,591 @@
+//! The command line, and its validation into a `Plan` that the rest of loadgen trusts.
+//!
+//! `Args` is what clap parses; `Plan::from_args` turns it into a `Plan` or one `CliError` line
+//! (unparsable URL, impossible combination, ...). Everything downstream takes a `Plan` and never
+//! re-checks input. Resolving defaults that depend on the machine (threads, cores, source
+//! addresses, connections per process) also happens here, so a run is fully described by its
+//! `Plan`.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use corecast::affinity::{self, CpuList};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::payload::HEADER_LEN;
+use crate::target::{Target, TargetError};
+
+/// Descriptors a process keeps for itself (poll, timers, pipes, std streams) beyond its sockets.
+const FD_RESERVE: u64 = 100;
+
+/// Largest `--size` accepted (tungstenite's default frame limit is 16 MiB).
+const MAX_SIZE: usize = 16 << 20;
+
+/// Load generator for corecast: many WebSocket connections, a fixed send schedule, honest
+/// latency histograms.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version, about, long_about = None)]
+pub struct Args {
+    /// WebSocket URL (ws:// only). Repeat to spread connections round-robin across several.
+    #[arg(
+        long = "url",
+        value_name = "URL",
+        default_value = "ws://127.0.0.1:9998/echo"
+    )]
+    pub urls: Vec<String>,
+
+    /// Number of connections to open and hold for the whole run.
+    #[arg(long, default_value_t = 100)]
+    pub conns: u32,
+
+    /// Worker threads, each pinned to one core with its own event loop [default: allowed cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Cores to pin worker threads to, e.g. `2,3` or `0-1` [default: the allowed CPU set].
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<CpuList>,
+
+    /// New connections per second during the ramp.
+    #[arg(long, default_value_t = 5000.0)]
+    pub connect_rate: f64,
+
+    /// Time allowed for TCP connect plus WebSocket upgrade of one connection.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Failed or dropped connections tolerated; one more aborts the run.
+    #[arg(long, default_value_t = 0)]
+    pub max_failures: u64,
+
+    /// Source addresses to bind, round-robin, comma separated [default: for a loopback target,
+    /// as many of 127.0.0.1, 127.0.0.2, ... as the connection count needs].
+    #[arg(long, value_name = "IPS", value_delimiter = ',')]
+    pub source_ips: Vec<IpAddr>,
+
+    /// Payload bytes per message (at least 24: sequence number and send time).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+
+    /// Traffic time after the ramp (and after the warmup), e.g. `30s`, `500ms`, `2m`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Traffic time before `--duration` whose latencies are left out of the histograms.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
+
+    /// Total messages per second across all connections (publishes in broadcast mode), or `max`
+    /// for a closed loop with `--inflight` messages outstanding per connection.
+    #[arg(long, default_value = "1000", conflicts_with = "rate_per_conn")]
+    pub rate: RateArg,
+
+    /// Messages per second per sending connection, instead of `--rate`.
+    #[arg(long, value_name = "RATE")]
+    pub rate_per_conn: Option<f64>,
+
+    /// Closed loop (`--rate max`): messages outstanding per sending connection.
+    #[arg(long, default_value_t = 1)]
+    pub inflight: u32,
+
+    /// `echo`: every connection sends and checks its echoes. `broadcast`: `--publishers`
+    /// connections publish to their room (`/broadcast/<room>` URLs) and all receive.
+    #[arg(long, value_enum, default_value_t = Mode::Echo)]
+    pub mode: Mode,
+
+    /// Broadcast mode: how many connections publish (the first ones, spread over the URLs).
+    #[arg(long, default_value_t = 1)]
+    pub publishers: u32,
+
+    /// Write the whole report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Write the latency percentile distribution (HdrHistogram .hgrm, milliseconds) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
+
+    /// After the traffic, how long to wait for replies still in flight before counting them lost.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Most connections one process may hold [default: open-files limit minus a reserve].
+    #[arg(long, hide = true)]
+    pub max_conns_per_process: Option<u32>,
+
+    /// Internal: this process is shard `INDEX/COUNT` of a sharded run.
+    #[arg(long, hide = true, value_name = "INDEX/COUNT")]
+    pub shard: Option<ShardId>,
+}
+
+/// What traffic looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every connection sends; the server echoes each message back to its sender.
+    Echo,
+    /// Publishers send to a room; every member of the room receives every message.
+    Broadcast,
+}
+
+/// `--rate`: a number of messages per second, or `max`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RateArg {
+    /// Messages per second across all sending connections.
+    PerSecond(f64),
+    /// Closed loop: as fast as replies allow.
+    Max,
+}
+
+impl FromStr for RateArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("max") {
+            return Ok(RateArg::Max);
+        }
+        match s.parse::<f64>() {
+            Ok(r) if r > 0.0 && r.is_finite() => Ok(RateArg::PerSecond(r)),
+            _ => Err(format!("expected a positive number or `max`, got {s:?}")),
+        }
+    }
+}
+
+/// Which process of a sharded run this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardId {
+    /// This process's index, from 0.
+    pub index: u32,
+    /// How many processes share the run.
+    pub count: u32,
+}
+
+impl ShardId {
+    /// The only shard of an unsharded run.
+    pub const SOLE: ShardId = ShardId { index: 0, count: 1 };
+}
+
+impl FromStr for ShardId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("expected INDEX/COUNT, got {s:?}");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: u32 = i.parse().map_err(|_| bad())?;
+        let count: u32 = n.parse().map_err(|_| bad())?;
+        if index >= count {
+            return Err(bad());
+        }
+        Ok(ShardId { index, count })
+    }
+}
+
+/// How sends are paced.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Load {
+    /// Fixed schedule, independent of replies: `rate` messages per second in total.
+    Open { rate: f64 },
+    /// Each sender keeps `inflight` messages outstanding and sends on every reply.
+    Closed { inflight: u32 },
+}
+
+/// Why the command line cannot be run.
+#[derive(Debug, Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(msg: impl Into<String>) -> CliError {
+    CliError::Invalid(msg.into())
+}
+
+/// A validated run description.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Resolved targets; connection `i` uses `targets[i % len]`.
+    pub targets: Vec<Target>,
+    /// Room of each target in broadcast mode: the index of the first target with the same URL.
+    pub rooms: Vec<u32>,
+    /// Connections in the whole run (all shards).
+    pub conns: u32,
+    /// Worker threads per process.
+    pub threads: usize,
+    /// Cores worker threads are pinned to, round-robin; empty means unpinned.
+    pub cores: Vec<usize>,
+    /// Connection attempts per second in the whole run.
+    pub connect_rate: f64,
+    /// Deadline for connect plus upgrade.
+    pub connect_timeout: Duration,
+    /// Failures tolerated before aborting.
+    pub max_failures: u64,
+    /// Source addresses bound round-robin by connection index; empty lets the OS choose.
+    pub source_ips: Vec<IpAddr>,
+    /// Bytes per message.
+    pub size: usize,
+    /// Measured traffic time.
+    pub duration: Duration,
+    /// Unmeasured traffic time before `duration`.
+    pub warmup: Duration,
+    /// Pacing.
+    pub load: Load,
+    /// Echo or broadcast.
+    pub mode: Mode,
+    /// Connections `0..publishers` publish (broadcast mode); all connections send in echo mode.
+    pub publishers: u32,
+    /// Where to write the JSON report.
+    pub json: Option<PathBuf>,
+    /// Where to write the latency distribution.
+    pub hgrm: Option<PathBuf>,
+    /// Wait for in-flight replies after the traffic.
+    pub drain_timeout: Duration,
+    /// Most connections one process holds; more means sharding.
+    pub per_process: u32,
+    /// Set in child processes of a sharded run.
+    pub shard: Option<ShardId>,
+}
+
+impl Plan {
+    /// Validates `args`; `nofile` is this process's open-files limit after raising it.
+    pub fn from_args(args: Args, nofile: u64) -> Result<Plan, CliError> {
+        let targets = args
+            .urls
+            .iter()
+            .map(|u| Target::parse(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rooms = targets
+            .iter()
+            .map(|t| targets.iter().position(|o| o.url == t.url).unwrap_or(0) as u32)
+            .collect();
+        if args.conns == 0 {
+            return Err(invalid("--conns must be at least 1"));
+        }
+        if args.size < HEADER_LEN || args.size > MAX_SIZE {
+            return Err(invalid(format!(
+                "--size must be between {HEADER_LEN} and {MAX_SIZE} bytes (got {})",
+                args.size
+            )));
+        }
+        if !(args.connect_rate > 0.0 && args.connect_rate.is_finite()) {
+            return Err(invalid("--connect-rate must be a positive number"));
+        }
+        if args.connect_timeout.is_zero() || args.duration.is_zero() {
+            return Err(invalid(
+                "--connect-timeout and --duration must be greater than zero",
+            ));
+        }
+        let threads = match args.threads {
+            Some(0) => return Err(invalid("--threads must be at least 1")),
+            Some(n) => n,
+            None => affinity::default_threads(args.cpus.as_ref()),
+        };
+        let cores = affinity::available_cores(args.cpus.as_ref());
+        if args.cpus.is_some() && cores.is_empty() {
+            return Err(invalid("--cpus names no core"));
+        }
+        let publishers = match args.mode {
+            Mode::Echo => 0,
+            Mode::Broadcast => {
+                if args.publishers == 0 || args.publishers > args.conns {
+                    return Err(invalid(format!(
+                        "--publishers must be between 1 and --conns ({})",
+                        args.conns
+                    )));
+                }
+                args.publishers
+            }
+        };
+        for t in &targets {
+            let is_room = t.path.starts_with("/broadcast/") && t.path.len() > "/broadcast/".len();
+            if args.mode == Mode::Broadcast && !is_room {
+                return Err(invalid(format!(
+                    "--mode broadcast needs /broadcast/<room> URLs, got {}",
+                    t.url
+                )));
+            }
+            if args.mode == Mode::Echo && t.path.starts_with("/broadcast/") {
+                return Err(invalid(format!(
+                    "{} is a broadcast room: use --mode broadcast",
+                    t.url
+                )));
+            }
+        }
+        let senders = if args.mode == Mode::Echo {
+            args.conns
+        } else {
+            publishers
+        };
+        let load = match (args.rate, args.rate_per_conn) {
+            (_, Some(r)) if r > 0.0 && r.is_finite() => Load::Open {
+                rate: r * senders as f64,
+            },
+            (_, Some(_)) => return Err(invalid("--rate-per-conn must be a positive number")),
+            (RateArg::PerSecond(rate), None) => Load::Open { rate },
+            (RateArg::Max, None) if args.inflight == 0 => {
+                return Err(invalid("--inflight must be at least 1"))
+            }
+            (RateArg::Max, None) => Load::Closed {
+                inflight: args.inflight,
+            },
+        };
+        if args.inflight != 1 && matches!(load, Load::Open { .. }) {
+            return Err(invalid(
+                "--inflight applies only to a closed loop (--rate max)",
+            ));
+        }
+        let fd_room = nofile.saturating_sub(FD_RESERVE).min(u32::MAX as u64) as u32;
+        let per_process = args.max_conns_per_process.unwrap_or(u32::MAX).min(fd_room);
+        if per_process == 0 {
+            return Err(invalid(format!(
+                "open-files limit {nofile} leaves no room for sockets"
+            )));
+        }
+        let source_ips = choose_source_ips(&targets, args.conns, args.source_ips)?;
+        Ok(Plan {
+            targets,
+            rooms,
+            conns: args.conns,
+            threads,
+            cores,
+            connect_rate: args.connect_rate,
+            connect_timeout: args.connect_timeout,
+            max_failures: args.max_failures,
+            source_ips,
+            size: args.size,
+            duration: args.duration,
+            warmup: args.warmup,
+            load,
+            mode: args.mode,
+            publishers,
+            json: args.json,
+            hgrm: args.hgrm,
+            drain_timeout: args.drain_timeout,
+            per_process,
+            shard: args.shard,
+        })
+    }
+
+    /// Processes the run needs: one unless the connections exceed one process's share.
+    pub fn shard_count(&self) -> u32 {
+        self.conns.div_ceil(self.per_process)
+    }
+
+    /// Whether connection `id` sends messages.
+    pub fn is_sender(&self, id: u32) -> bool {
+        match self.mode {
+            Mode::Echo => true,
+            Mode::Broadcast => id < self.publishers,
+        }
+    }
+
+    /// Number of sending connections in the whole run.
+    pub fn senders(&self) -> u32 {
+        match self.mode {
+            Mode::Echo => self.conns,
+            Mode::Broadcast => self.publishers,
+        }
+    }
+
+    /// The target index of connection `id`.
+    pub fn target_of(&self, id: u32) -> usize {
+        id as usize % self.targets.len()
+    }
+
+    /// The source address connection `id` binds to, if any.
+    pub fn source_of(&self, id: u32) -> Option<IpAddr> {
+        match self.source_ips.len() {
+            0 => None,
+            n => Some(self.source_ips[id as usize % n]),
+        }
+    }
+}
+
+/// Ephemeral ports usable per (source, destination) pair, with a margin for sockets of earlier
+/// runs still in TIME_WAIT.
+fn ports_per_pair() -> u32 {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u32>().ok());
+            Some(it.next()??.abs_diff(it.next()??) + 1)
+        })
+        .unwrap_or(28_232);
+    range * 9 / 10
+}
+
+/// Explicit `--source-ips` when given (checked to be enough); otherwise none when one source
+/// address has enough ports, or 127.0.0.1..=127.0.0.N for a loopback target that needs N.
+fn choose_source_ips(
+    targets: &[Target],
+    conns: u32,
+    explicit: Vec<IpAddr>,
+) -> Result<Vec<IpAddr>, CliError> {
+    // Connections per destination address (URLs may share one).
+    let mut per_dest: Vec<(std::net::SocketAddr, u32)> = Vec::new();
+    for i in 0..targets.len().min(conns as usize) {
+        let n = (conns - i as u32).div_ceil(targets.len() as u32);
+        match per_dest.iter_mut().find(|(a, _)| *a == targets[i].addr) {
+            Some((_, c)) => *c += n,
+            None => per_dest.push((targets[i].addr, n)),
+        }
+    }
+    let busiest = per_dest.iter().map(|(_, c)| *c).max().unwrap_or(0);
+    let ports = ports_per_pair();
+    let needed = busiest.div_ceil(ports).max(1);
+    if !explicit.is_empty() {
+        if (explicit.len() as u32) < needed {
+            return Err(invalid(format!(
+                "{busiest} connections to one address need {needed} source addresses \
+                 (about {ports} ports each); --source-ips gives {}",
+                explicit.len()
+            )));
+        }
+        return Ok(explicit);
+    }
+    if needed == 1 {
+        return Ok(Vec::new());
+    }
+    let all_v4_loopback = targets
+        .iter()
+        .all(|t| matches!(t.addr.ip(), IpAddr::V4(ip) if ip.is_loopback()));
+    if !all_v4_loopback || needed > 250 {
+        return Err(invalid(format!(
+            "{busiest} connections to one address need {needed} source addresses \
+             (about {ports} ports each): pass --source-ips"
+        )));
+    }
+    Ok((1..=needed)
+        .map(|n| IpAddr::V4(Ipv4Addr::new(127, 0, 0, n as u8)))
+        .collect())
+}
+
+/// Parses `30`, `30s`, `1.5s`, `250ms`, `2m`, `1h` into a duration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("expected a duration like 30s, got {s:?}"))?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" => 1e-6,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("bad duration {s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(extra: &[&str]) -> Result<Plan, CliError> {
+        let argv = std::iter::once("loadgen").chain(extra.iter().copied());
+        Plan::from_args(Args::try_parse_from(argv).expect("clap accepts"), 20_000)
+    }
+
+    fn error(extra: &[&str]) -> String {
+        plan(extra).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_an_open_loop_echo() {
+        let p = plan(&[]).unwrap();
+        assert_eq!(p.targets[0].url, "ws://127.0.0.1:9998/echo");
+        assert_eq!(p.load, Load::Open { rate: 1000.0 });
+        assert_eq!((p.conns, p.size, p.mode), (100, 64, Mode::Echo));
+        assert_eq!(p.duration, Duration::from_secs(30));
+        assert!(p.source_ips.is_empty());
+        assert_eq!(p.shard_count(), 1);
+        assert!(p.threads >= 1);
+    }
+
+    #[test]
+    fn rate_forms() {
+        assert_eq!(
+            plan(&["--rate", "max"]).unwrap().load,
+            Load::Closed { inflight: 1 }
+        );
+        let p = plan(&["--rate", "max", "--inflight", "4"]).unwrap();
+        assert_eq!(p.load, Load::Closed { inflight: 4 });
+        let p = plan(&["--conns", "10", "--rate-per-conn", "2"]).unwrap();
+        assert_eq!(p.load, Load::Open { rate: 20.0 });
+        assert!(error(&["--inflight", "3"]).contains("closed loop"));
+        assert!(Args::try_parse_from(["loadgen", "--rate", "-1"]).is_err());
+        assert!(Args::try_parse_from(["loadgen", "--rate", "1", "--rate-per-conn", "1"]).is_err());
+    }
+
+    #[test]
+    fn fifty_thousand_loopback_connections_get_three_sources_and_three_shards() {
+        let p = plan(&["--conns", "50000"]).unwrap();
+        let ips: Vec<String> = p.source_ips.iter().map(|i| i.to_string()).collect();
+        assert!(
+            ips.len() >= 2 && ips[0] == "127.0.0.1" && ips[1] == "127.0.0.2",
+            "{ips:?}"
+        );
+        assert_eq!(p.shard_count(), 3);
+        assert_eq!(p.source_of(1), Some("127.0.0.2".parse().unwrap()));
+        let p = plan(&["--conns", "1000", "--max-conns-per-process", "300"]).unwrap();
+        assert_eq!(p.shard_count(), 4);
+    }
+
+    #[test]
+    fn broadcast_needs_rooms_and_sane_publishers() {
+        let room = "ws://127.0.0.1:9998/broadcast/r";
+        let p = plan(&["--mode", "broadcast", "--url", room, "--publishers", "3"]).unwrap();
+        assert_eq!(p.senders(), 3);
+        assert!(p.is_sender(2) && !p.is_sender(3));
+        assert!(error(&["--mode", "broadcast"]).contains("/broadcast/<room>"));
+        assert!(error(&["--url", room]).contains("--mode broadcast"));
+        assert!(
+            error(&["--mode", "broadcast", "--url", room, "--publishers", "0"])
+                .contains("--publishers")
+        );
+    }
+
+    #[test]
+    fn bad_input_is_one_clear_error() {
+        assert!(error(&["--url", "http://x"]).contains("invalid URL"));
+        assert!(error(&["--size", "8"]).contains("--size"));
+        assert!(error(&["--conns", "0"]).contains("--conns"));
+        assert!(error(&["--threads", "0"]).contains("--threads"));
+        let many = error(&["--conns", "60000", "--source-ips", "127.0.0.1"]);
+        assert!(many.contains("source addresses"), "{many}");
+        for e in [error(&["--url", "http://x"]), many] {
+            assert_eq!(e.lines().count(), 1);
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+    }
+
+    #[test]
+    fn shard_ids() {
+        assert_eq!("1/3".parse::<ShardId>(), Ok(ShardId { index: 1, count: 3 }));
+        assert!("3/3".parse::<ShardId>().is_err());
+        assert!("x".parse::<ShardId>().is_err());
+    }
+}

@@ -1,0 +1,540 @@
+//! One client connection: non-blocking TCP connect, HTTP upgrade, then a tungstenite WebSocket.
+//!
+//! A `Connection` owns its socket and nothing else. The worker tells it that its socket is ready
+//! (`drive`) or that a message is due (`send`); it answers with what happened (`Step`) and hands
+//! every received message to a callback. It never measures, schedules or touches another
+//! connection.
+//!
+//! Invariants the worker relies on:
+//! - The socket is registered once for READABLE | WRITABLE (edge-triggered) when created, so
+//!   `drive` always reads until `WouldBlock` and always flushes: a readiness edge is never lost.
+//! - A `send` that meets `WouldBlock` has queued the message in tungstenite's out buffer; it is
+//!   flushed on a later WRITABLE edge and must not be sent again.
+//! - Per-connection memory is small: the upgrade request lives only while upgrading, and
+//!   tungstenite gets a 1 KiB read buffer and an unbuffered writer.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+
+use mio::net::TcpStream;
+use socket2::{Domain, Protocol, Socket, Type};
+use thiserror::Error;
+use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::{Message, WebSocket};
+
+use crate::handshake::{HandshakeError, Upgrade};
+
+/// Initial read buffer of each WebSocket; it grows for larger frames.
+const READ_BUFFER: usize = 1024;
+
+/// Why a connection attempt failed or an established connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Error)]
+pub enum FailReason {
+    #[error("refused")]
+    Refused,
+    #[error("timeout")]
+    Timeout,
+    #[error("http {0}")]
+    HttpStatus(u16),
+    #[error("bad upgrade response")]
+    BadUpgrade,
+    #[error("reset")]
+    Reset,
+    #[error("address unavailable")]
+    AddrUnavailable,
+    #[error("open files limit")]
+    FdLimit,
+    #[error("closed by server")]
+    ClosedByServer,
+    #[error("protocol error")]
+    Protocol,
+    #[error("send buffer full")]
+    Backpressure,
+    #[error("other I/O error")]
+    Other,
+}
+
+impl FailReason {
+    /// Classifies an I/O error from connect, read or write.
+    pub fn from_io(err: &io::Error) -> FailReason {
+        match err.raw_os_error() {
+            Some(libc::EMFILE) | Some(libc::ENFILE) => return FailReason::FdLimit,
+            Some(libc::EADDRNOTAVAIL) | Some(libc::EADDRINUSE) => {
+                return FailReason::AddrUnavailable
+            }
+            _ => {}
+        }
+        match err.kind() {
+            io::ErrorKind::ConnectionRefused => FailReason::Refused,
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => FailReason::Reset,
+            io::ErrorKind::TimedOut => FailReason::Timeout,
+            io::ErrorKind::UnexpectedEof => FailReason::ClosedByServer,
+            _ => FailReason::Other,
+        }
+    }
+
+    fn from_ws(err: &tungstenite::Error) -> FailReason {
+        use tungstenite::error::ProtocolError;
+        match err {
+            tungstenite::Error::Io(e) => FailReason::from_io(e),
+            tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
+                FailReason::ClosedByServer
+            }
+            tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                FailReason::Reset
+            }
+            _ => FailReason::Protocol,
+        }
+    }
+
+    fn from_handshake(err: &HandshakeError) -> FailReason {
+        match err {
+            HandshakeError::Status(code) => FailReason::HttpStatus(*code),
+            _ => FailReason::BadUpgrade,
+        }
+    }
+}
+
+/// What a call to `drive` changed, as far as the worker is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Still connecting or upgrading, or open with nothing new to report.
+    Pending,
+    /// The upgrade just completed; the connection can send.
+    Opened,
+    /// The connection is over (failed, or closed by either side); drop it.
+    Finished(Option<FailReason>),
+}
+
+/// Why `send` did not queue a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum SendError {
+    #[error("connection is not open")]
+    NotOpen,
+    #[error("write buffer full")]
+    Full,
+    #[error("connection failed: {0}")]
+    Failed(FailReason),
+}
+
+/// The protocol state of a connection. Each state owns the socket in the form it needs.
+#[derive(Debug)]
+enum State {
+    /// TCP connect in flight; the first WRITABLE edge tells whether it worked.
+    Connecting {
+        /// The socket.
+        stream: TcpStream,
+        /// The upgrade request to write once connected.
+        upgrade: Box<Upgrade>,
+    },
+    /// Writing the upgrade request and reading the response.
+    Upgrading {
+        /// The socket.
+        stream: TcpStream,
+        /// The request and the accept key to check.
+        upgrade: Box<Upgrade>,
+        /// Request bytes already written.
+        written: usize,
+        /// Response bytes read so far.
+        response: Vec<u8>,
+    },
+    /// Upgraded: tungstenite frames messages.
+    Open(WebSocket<TcpStream>),
+    /// We sent a Close frame and wait for the server to finish the closing handshake.
+    Closing(WebSocket<TcpStream>),
+    /// Nothing left; the socket is closed.
+    Done,
+}
+
+/// One client connection.
+#[derive(Debug)]
+pub struct Connection {
+    /// Its protocol state and socket.
+    state: State,
+}
+
+/// Opens a non-blocking socket to `addr`, bound to `source` when given, and starts connecting.
+///
+/// With a source address, IP_BIND_ADDRESS_NO_PORT makes the kernel choose the port at connect
+/// time from the full (source, destination) tuple, so each source IP gives a fresh ~28k ports
+/// per destination instead of sharing one pool across all destinations.
+pub fn open_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    if let Some(ip) = source {
+        if ip.is_ipv4() {
+            let one: libc::c_int = 1;
+            // SAFETY: setsockopt reads one c_int from a valid pointer; the fd is ours.
+            let rc = unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&socket),
+                    libc::IPPROTO_IP,
+                    libc::IP_BIND_ADDRESS_NO_PORT,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
+impl Connection {
+    /// Wraps a connecting socket; `host`, `path` and `nonce` make the upgrade request.
+    pub fn new(stream: TcpStream, host: &str, path: &str, nonce: u64) -> Connection {
+        let upgrade = Box::new(Upgrade::new(host, path, nonce));
+        Connection {
+            state: State::Connecting { stream, upgrade },
+        }
+    }
+
+    /// The socket, for registering with the worker's poll.
+    pub fn stream_mut(&mut self) -> Option<&mut TcpStream> {
+        match &mut self.state {
+            State::Connecting { stream: s, .. } | State::Upgrading { stream: s, .. } => Some(s),
+            State::Open(ws) | State::Closing(ws) => Some(ws.get_mut()),
+            State::Done => None,
+        }
+    }
+
+    /// Whether the upgrade has completed and the connection was not closed since.
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open(_))
+    }
+
+    /// Whether the connection has not yet finished connecting and upgrading.
+    pub fn is_establishing(&self) -> bool {
+        matches!(
+            self.state,
+            State::Connecting { .. } | State::Upgrading { .. }
+        )
+    }
+
+    /// Advances the connection after a readiness event; every received message goes to
+    /// `on_message` (its payload bytes).
+    pub fn drive(&mut self, on_message: &mut dyn FnMut(&[u8])) -> Step {
+        match self.advance(on_message) {
+            Ok(step) => step,
+            Err(reason) => {
+                self.state = State::Done;
+                Step::Finished(Some(reason))
+            }
+        }
+    }
+
+    fn advance(&mut self, on_message: &mut dyn FnMut(&[u8])) -> Result<Step, FailReason> {
+        let mut opened = false;
+        loop {
+            match std::mem::replace(&mut self.state, State::Done) {
+                State::Connecting { stream, upgrade } => {
+                    if let Some(err) = stream.take_error().map_err(|e| FailReason::from_io(&e))? {
+                        return Err(FailReason::from_io(&err));
+                    }
+                    match stream.peer_addr() {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                            self.state = State::Connecting { stream, upgrade };
+                            return Ok(Step::Pending);
+                        }
+                        Err(e) => return Err(FailReason::from_io(&e)),
+                    }
+                    self.state = State::Upgrading {
+                        stream,
+                        upgrade,
+                        written: 0,
+                        response: Vec::new(),
+                    };
+                }
+                State::Upgrading {
+                    mut stream,
+                    upgrade,
+                    mut written,
+                    mut response,
+                } => match upgrade_io(&mut stream, &upgrade, &mut written, &mut response)? {
+                    Some(head) => {
+                        let leftover = response.split_off(head);
+                        let config = WebSocketConfig::default()
+                            .read_buffer_size(READ_BUFFER)
+                            .write_buffer_size(0)
+                            .max_write_buffer_size(max_write_buffer());
+                        let ws = WebSocket::from_partially_read(
+                            stream,
+                            leftover,
+                            Role::Client,
+                            Some(config),
+                        );
+                        self.state = State::Open(ws);
+                        opened = true;
+                    }
+                    None => {
+                        self.state = State::Upgrading {
+                            stream,
+                            upgrade,
+                            written,
+                            response,
+                        };
+                        return Ok(Step::Pending);
+                    }
+                },
+                State::Open(mut ws) => {
+                    let result = read_all(&mut ws, on_message).and_then(|()| flush(&mut ws));
+                    self.state = State::Open(ws);
+                    result?;
+                    return Ok(if opened { Step::Opened } else { Step::Pending });
+                }
+                State::Closing(mut ws) => {
+                    return match read_all(&mut ws, &mut |_| {}).and_then(|()| flush(&mut ws)) {
+                        Ok(()) => {
+                            self.state = State::Closing(ws);
+                            Ok(Step::Pending)
+                        }
+                        // Any end of a connection we are closing is the end we wanted.
+                        Err(_) => Ok(Step::Finished(None)),
+                    };
+                }
+                State::Done => return Ok(Step::Finished(None)),
+            }
+        }
+    }
+
+    /// Queues `payload` as one binary message and tries to write it out.
+    pub fn send(&mut self, payload: Vec<u8>) -> Result<(), SendError> {
+        let State::Open(ws) = &mut self.state else {
+            return Err(SendError::NotOpen);
+        };
+        let result = match ws.write(Message::Binary(payload.into())) {
+            Ok(()) => flush(ws),
+            Err(tungstenite::Error::WriteBufferFull(_)) => return Err(SendError::Full),
+            // WouldBlock: the message is queued (tungstenite issue #281); never resend it.
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(FailReason::from_ws(&e)),
+        };
+        result.map_err(|reason| {
+            self.state = State::Done;
+            SendError::Failed(reason)
+        })
+    }
+
+    /// Starts the closing handshake; later `drive` calls finish it. Returns true when the
+    /// connection is already completely closed (nothing to wait for).
+    pub fn begin_close(&mut self) -> bool {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Open(mut ws) => match ws.close(None) {
+                Ok(()) => {
+                    self.state = State::Closing(ws);
+                    false
+                }
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.state = State::Closing(ws);
+                    false
+                }
+                Err(_) => true,
+            },
+            State::Closing(ws) => {
+                self.state = State::Closing(ws);
+                false
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Out-buffer bound per connection: room for many small messages, never unbounded.
+fn max_write_buffer() -> usize {
+    256 * 1024
+}
+
+/// Writes the rest of the request, then reads until the response is complete or the socket
+/// would block. Returns the response head length once complete.
+fn upgrade_io(
+    stream: &mut TcpStream,
+    upgrade: &Upgrade,
+    written: &mut usize,
+    response: &mut Vec<u8>,
+) -> Result<Option<usize>, FailReason> {
+    while *written < upgrade.request.len() {
+        match stream.write(&upgrade.request[*written..]) {
+            Ok(0) => return Err(FailReason::ClosedByServer),
+            Ok(n) => *written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FailReason::from_io(&e)),
+        }
+    }
+    let mut chunk = [0u8; 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(FailReason::ClosedByServer),
+            Ok(n) => {
+                response.extend_from_slice(&chunk[..n]);
+                let parsed = upgrade.parse_response(response);
+                if let Some(head) = parsed.map_err(|e| FailReason::from_handshake(&e))? {
+                    return Ok(Some(head));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FailReason::from_io(&e)),
+        }
+    }
+}
+
+/// Reads messages until the socket would block, handing data messages to `on_message`.
+fn read_all(
+    ws: &mut WebSocket<TcpStream>,
+    on_message: &mut dyn FnMut(&[u8]),
+) -> Result<(), FailReason> {
+    loop {
+        match ws.read() {
+            Ok(Message::Binary(data)) => on_message(&data),
+            Ok(Message::Text(text)) => on_message(text.as_bytes()),
+            // Pings are answered by tungstenite; a Close is answered by the next read.
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Ok(())
+            }
+            Err(e) => return Err(FailReason::from_ws(&e)),
+        }
+    }
+}
+
+/// Flushes queued output; WouldBlock leaves it queued for the next WRITABLE edge.
+fn flush(ws: &mut WebSocket<TcpStream>) -> Result<(), FailReason> {
+    match ws.flush() {
+        Ok(()) => Ok(()),
+        Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(FailReason::from_ws(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    use mio::{Events, Interest, Poll, Token};
+
+    use super::*;
+
+    /// A blocking echo peer on its own thread: accepts one connection and echoes until close.
+    fn echo_peer() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut ws = tungstenite::accept(stream).unwrap();
+            while let Ok(msg) = ws.read() {
+                if msg.is_binary() || msg.is_text() {
+                    ws.send(msg).unwrap();
+                }
+            }
+        });
+        addr
+    }
+
+    fn drive_until(
+        poll: &mut Poll,
+        conn: &mut Connection,
+        got: &mut Vec<Vec<u8>>,
+        mut done: impl FnMut(Step, &Vec<Vec<u8>>) -> bool,
+    ) -> Step {
+        let mut events = Events::with_capacity(8);
+        for _ in 0..200 {
+            poll.poll(&mut events, Some(Duration::from_millis(50)))
+                .unwrap();
+            let step = conn.drive(&mut |m| got.push(m.to_vec()));
+            if done(step, got) {
+                return step;
+            }
+        }
+        panic!("connection did not reach the expected state");
+    }
+
+    #[test]
+    fn connects_upgrades_and_echoes() {
+        let addr = echo_peer();
+        let mut poll = Poll::new().unwrap();
+        let stream = open_socket(addr, None).unwrap();
+        let mut conn = Connection::new(stream, &addr.to_string(), "/echo", 1);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        poll.registry()
+            .register(conn.stream_mut().unwrap(), Token(0), interest)
+            .unwrap();
+        let mut got = Vec::new();
+        drive_until(&mut poll, &mut conn, &mut got, |s, _| s == Step::Opened);
+        assert!(conn.is_open());
+        for i in 0..10u8 {
+            conn.send(vec![i; 100]).unwrap();
+        }
+        drive_until(&mut poll, &mut conn, &mut got, |_, g| g.len() == 10);
+        assert_eq!(got[9], vec![9u8; 100]);
+        assert!(!conn.begin_close());
+        let end = drive_until(&mut poll, &mut conn, &mut got, |s, _| s != Step::Pending);
+        assert_eq!(end, Step::Finished(None));
+        assert_eq!(conn.send(vec![1]), Err(SendError::NotOpen));
+    }
+
+    #[test]
+    fn refused_and_bad_status_are_classified() {
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let mut poll = Poll::new().unwrap();
+        let mut conn = Connection::new(open_socket(addr, None).unwrap(), "h", "/", 1);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        poll.registry()
+            .register(conn.stream_mut().unwrap(), Token(0), interest)
+            .unwrap();
+        let step = drive_until(&mut poll, &mut conn, &mut Vec::new(), |s, _| {
+            s != Step::Pending
+        });
+        assert_eq!(step, Step::Finished(Some(FailReason::Refused)));
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        let mut conn = Connection::new(open_socket(addr, None).unwrap(), "h", "/", 1);
+        poll.registry()
+            .register(conn.stream_mut().unwrap(), Token(1), interest)
+            .unwrap();
+        let step = drive_until(&mut poll, &mut conn, &mut Vec::new(), |s, _| {
+            s != Step::Pending
+        });
+        assert_eq!(step, Step::Finished(Some(FailReason::HttpStatus(404))));
+    }
+
+    #[test]
+    fn binds_to_a_second_loopback_address() {
+        let addr = echo_peer();
+        let stream = open_socket(addr, Some("127.0.0.2".parse().unwrap())).unwrap();
+        let mut poll = Poll::new().unwrap();
+        let mut conn = Connection::new(stream, "h", "/", 3);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        poll.registry()
+            .register(conn.stream_mut().unwrap(), Token(0), interest)
+            .unwrap();
+        drive_until(&mut poll, &mut conn, &mut Vec::new(), |s, _| {
+            s == Step::Opened
+        });
+        let local = conn.stream_mut().unwrap().local_addr().unwrap();
+        assert_eq!(local.ip(), "127.0.0.2".parse::<IpAddr>().unwrap());
+    }
+}

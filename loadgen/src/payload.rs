@@ -1,0 +1,141 @@
+//! The bytes loadgen puts in every message, and the check applied to every message received.
+//!
+//! Layout (little endian): `magic u32 | sender u32 | seq u64 | intended_ns u64 | filler`.
+//! `sender` is the global index of the sending connection (the publisher in broadcast mode),
+//! `seq` counts that sender's messages from 0, and `intended_ns` is the CLOCK_MONOTONIC time the
+//! schedule meant the message to leave (not when it actually left), which is what latency is
+//! measured from. The filler is a pattern derived from `(sender, seq)`, so a message whose header
+//! survived but whose body was mixed up with another message's still fails the check.
+
+use thiserror::Error;
+
+/// Bytes taken by the header; `--size` must be at least this.
+pub const HEADER_LEN: usize = 24;
+
+/// Marks our messages, so a stray server greeting is reported as corrupt rather than misread.
+const MAGIC: u32 = 0x314D_474C; // "LGM1"
+
+/// What a message says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Global index of the connection that sent it.
+    pub sender: u32,
+    /// The sender's message counter, from 0.
+    pub seq: u64,
+    /// When the schedule intended it to be sent (CLOCK_MONOTONIC ns).
+    pub intended_ns: u64,
+}
+
+/// Why a received message is not one we sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum PayloadError {
+    #[error("message is {actual} bytes, expected {expected}")]
+    Length { actual: usize, expected: usize },
+    #[error("message does not start with loadgen's marker")]
+    Magic,
+    #[error("message body does not match its header")]
+    Content,
+}
+
+/// Builds a message of exactly `size` bytes (`size >= HEADER_LEN`).
+pub fn encode(header: Header, size: usize) -> Vec<u8> {
+    debug_assert!(size >= HEADER_LEN);
+    let mut buf = Vec::with_capacity(size);
+    buf.extend_from_slice(&MAGIC.to_le_bytes());
+    buf.extend_from_slice(&header.sender.to_le_bytes());
+    buf.extend_from_slice(&header.seq.to_le_bytes());
+    buf.extend_from_slice(&header.intended_ns.to_le_bytes());
+    let seed = filler_seed(header.sender, header.seq);
+    buf.extend((HEADER_LEN..size).map(|i| filler_byte(seed, i)));
+    buf
+}
+
+/// Checks length, marker and every filler byte, and returns the header.
+pub fn decode(data: &[u8], expected_len: usize) -> Result<Header, PayloadError> {
+    if data.len() != expected_len || data.len() < HEADER_LEN {
+        return Err(PayloadError::Length {
+            actual: data.len(),
+            expected: expected_len,
+        });
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().expect("8 bytes"));
+    if u32_at(0) != MAGIC {
+        return Err(PayloadError::Magic);
+    }
+    let header = Header {
+        sender: u32_at(4),
+        seq: u64_at(8),
+        intended_ns: u64_at(16),
+    };
+    let seed = filler_seed(header.sender, header.seq);
+    let body_ok = data[HEADER_LEN..]
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == filler_byte(seed, i + HEADER_LEN));
+    if !body_ok {
+        return Err(PayloadError::Content);
+    }
+    Ok(header)
+}
+
+fn filler_seed(sender: u32, seq: u64) -> u8 {
+    (seq as u8).wrapping_mul(31) ^ (seq >> 8) as u8 ^ (sender as u8).wrapping_mul(7)
+}
+
+fn filler_byte(seed: u8, index: usize) -> u8 {
+    seed.wrapping_add(index as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: Header = Header {
+        sender: 7,
+        seq: 123_456,
+        intended_ns: 99,
+    };
+
+    #[test]
+    fn round_trips() {
+        for size in [HEADER_LEN, 64, 1000] {
+            let msg = encode(H, size);
+            assert_eq!(msg.len(), size);
+            assert_eq!(decode(&msg, size), Ok(H));
+        }
+    }
+
+    #[test]
+    fn rejects_wrong_length_marker_and_body() {
+        let msg = encode(H, 64);
+        assert_eq!(
+            decode(&msg[..63], 64),
+            Err(PayloadError::Length {
+                actual: 63,
+                expected: 64
+            })
+        );
+        let mut bad = msg.clone();
+        bad[0] ^= 1;
+        assert_eq!(decode(&bad, 64), Err(PayloadError::Magic));
+        let mut bad = msg.clone();
+        bad[40] ^= 0x10;
+        assert_eq!(decode(&bad, 64), Err(PayloadError::Content));
+    }
+
+    #[test]
+    fn body_of_another_message_is_caught() {
+        let a = encode(H, 64);
+        let b = encode(
+            Header {
+                seq: H.seq + 1,
+                ..H
+            },
+            64,
+        );
+        let mut mixed = a[..HEADER_LEN].to_vec();
+        mixed.extend_from_slice(&b[HEADER_LEN..]);
+        assert_eq!(decode(&mixed, 64), Err(PayloadError::Content));
+    }
+}

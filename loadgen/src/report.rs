@@ -1,0 +1,545 @@
+//! The end of a run: the printed table, the JSON report, the `.hgrm` file and the exit status.
+//!
+//! A `Report` is computed once from the plan and the merged stats; the outputs are views of it.
+//! Loss is computed here because only the merged view knows it: in echo mode `sent − received`,
+//! in broadcast mode each publisher's sends times its room's members minus deliveries.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::cli::{Load, Mode, Plan};
+use crate::stats::Stats;
+
+/// Percentiles of one histogram (µs).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p99_9: u64,
+    pub p99_99: u64,
+    pub max: u64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        let q = |q| h.value_at_quantile(q);
+        Percentiles {
+            count: h.len(),
+            min: h.min(),
+            mean: h.mean(),
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p99_9: q(0.999),
+            p99_99: q(0.9999),
+            max: h.max(),
+        }
+    }
+}
+
+/// Broadcast mode: one publisher's deliveries.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PublisherRow {
+    pub publisher: u32,
+    pub room: u32,
+    pub sent: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub missing: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+}
+
+/// Connection outcome counts.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ConnSummary {
+    pub attempted: u64,
+    pub established: u64,
+    pub failed: std::collections::BTreeMap<String, u64>,
+    pub dropped: std::collections::BTreeMap<String, u64>,
+}
+
+/// Message outcome counts.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MsgSummary {
+    /// Messages sent (publishes in broadcast mode).
+    pub sent: u64,
+    /// Echo: messages expected back (= sent). Broadcast: deliveries expected.
+    pub expected: u64,
+    /// Distinct messages (echo) or deliveries (broadcast) received.
+    pub received: u64,
+    /// Expected but never received.
+    pub lost: u64,
+    /// Due on the schedule but not sent (buffer full or connection gone).
+    pub unsent: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub corrupt: u64,
+}
+
+/// Rates over the measured window (per second).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RateSummary {
+    /// Scheduled messages per second (None in a closed loop).
+    pub offered: Option<f64>,
+    /// Messages sent per second.
+    pub sent: f64,
+    /// Messages (echo) or deliveries (broadcast) received per second.
+    pub received: f64,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    pub mode: Mode,
+    /// `open` or `closed`.
+    pub r#loop: &'static str,
+    pub load: Load,
+    pub urls: Vec<String>,
+    pub conns: u32,
+    pub processes: u32,
+    pub threads_per_process: usize,
+    pub size: usize,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub connections: ConnSummary,
+    pub messages: MsgSummary,
+    pub rate: RateSummary,
+    pub latency_us: Percentiles,
+    pub connect_us: Percentiles,
+    pub loadgen_lag_us: Percentiles,
+    pub publishers: Vec<PublisherRow>,
+    pub failure_limit_hit: bool,
+    pub aborted: bool,
+    /// Nothing lost, unsent, duplicated, reordered or corrupt, and the run completed.
+    pub ok: bool,
+}
+
+impl Report {
+    /// Computes the report of a finished run.
+    pub fn new(plan: &Plan, stats: &Stats) -> Report {
+        let c = &stats.counters;
+        let publishers: Vec<PublisherRow> = stats
+            .publishers
+            .iter()
+            .map(|(&id, p)| {
+                let members = stats.room_members.get(&p.room).copied().unwrap_or(0);
+                let expected = p.sent * members;
+                PublisherRow {
+                    publisher: id,
+                    room: p.room,
+                    sent: p.sent,
+                    expected,
+                    delivered: p.delivered,
+                    missing: expected.saturating_sub(p.delivered),
+                    duplicates: p.duplicates,
+                    out_of_order: p.out_of_order,
+                }
+            })
+            .collect();
+        let expected = match plan.mode {
+            Mode::Echo => c.sent,
+            Mode::Broadcast => publishers.iter().map(|p| p.expected).sum(),
+        };
+        let lost = match plan.mode {
+            Mode::Echo => c.sent.saturating_sub(c.received),
+            Mode::Broadcast => publishers.iter().map(|p| p.missing).sum(),
+        };
+        let secs = plan.duration.as_secs_f64();
+        let failure_limit_hit = c.failures() > plan.max_failures;
+        let messages = MsgSummary {
+            sent: c.sent,
+            expected,
+            received: c.received,
+            lost,
+            unsent: c.unsent,
+            duplicates: c.duplicates,
+            out_of_order: c.out_of_order,
+            corrupt: c.corrupt,
+        };
+        let clean = messages.lost == 0
+            && messages.unsent == 0
+            && messages.duplicates == 0
+            && messages.out_of_order == 0
+            && messages.corrupt == 0;
+        Report {
+            mode: plan.mode,
+            r#loop: match plan.load {
+                Load::Open { .. } => "open",
+                Load::Closed { .. } => "closed",
+            },
+            load: plan.load,
+            urls: plan.targets.iter().map(|t| t.url.clone()).collect(),
+            conns: plan.conns,
+            processes: plan.shard_count(),
+            threads_per_process: plan.threads,
+            size: plan.size,
+            duration_s: secs,
+            warmup_s: plan.warmup.as_secs_f64(),
+            connections: ConnSummary {
+                attempted: c.attempted,
+                established: c.established,
+                failed: c.failed.clone(),
+                dropped: c.dropped.clone(),
+            },
+            rate: RateSummary {
+                offered: match plan.load {
+                    Load::Open { rate } => Some(rate),
+                    Load::Closed { .. } => None,
+                },
+                sent: c.sent_measured as f64 / secs,
+                received: c.received_measured as f64 / secs,
+            },
+            messages,
+            latency_us: Percentiles::of(&stats.latency),
+            connect_us: Percentiles::of(&stats.connect),
+            loadgen_lag_us: Percentiles::of(&stats.lag),
+            publishers,
+            failure_limit_hit,
+            aborted: stats.aborted,
+            ok: clean && !failure_limit_hit && !stats.aborted && c.established > 0,
+        }
+    }
+
+    /// Process exit status: 0 when the run is clean, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        if self.ok {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let unit = if self.mode == Mode::Broadcast {
+            "deliveries"
+        } else {
+            "msgs"
+        };
+        let load = match self.load {
+            Load::Open { rate } => format!("open loop, {rate:.0} msg/s scheduled"),
+            Load::Closed { inflight } => format!("closed loop, {inflight} in flight per sender"),
+        };
+        let _ = writeln!(
+            out,
+            "loadgen {:?}, {load}, {} B messages, {} s measured after {} s warmup",
+            self.mode, self.size, self.duration_s, self.warmup_s
+        );
+        let _ = writeln!(
+            out,
+            "  {} connections over {} URL(s), {} process(es) x {} thread(s)",
+            self.conns,
+            self.urls.len(),
+            self.processes,
+            self.threads_per_process
+        );
+        let c = &self.connections;
+        let _ = writeln!(
+            out,
+            "connections   attempted {}  established {}  failed {}{}",
+            c.attempted,
+            c.established,
+            c.failed.values().sum::<u64>(),
+            reasons(&c.failed)
+        );
+        if !c.dropped.is_empty() {
+            let dropped = c.dropped.values().sum::<u64>();
+            let _ = writeln!(
+                out,
+                "              dropped during run {dropped}{}",
+                reasons(&c.dropped)
+            );
+        }
+        let m = &self.messages;
+        let _ = writeln!(
+            out,
+            "messages      sent {}  expected {}  received {}  lost {}  unsent {}",
+            m.sent, m.expected, m.received, m.lost, m.unsent
+        );
+        let _ = writeln!(
+            out,
+            "              duplicate {}  out-of-order {}  corrupt {}",
+            m.duplicates, m.out_of_order, m.corrupt
+        );
+        let offered = self
+            .rate
+            .offered
+            .map_or("max (closed loop)".to_string(), |r| format!("{r:.1} msg/s"));
+        let _ = writeln!(
+            out,
+            "rate          offered {offered}  sent {:.1} msg/s  received {:.1} {unit}/s",
+            self.rate.sent, self.rate.received
+        );
+        let l = &self.latency_us;
+        let _ = writeln!(
+            out,
+            "latency       min {}  p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  ({} samples{})",
+            format_us(l.min),
+            format_us(l.p50),
+            format_us(l.p90),
+            format_us(l.p99),
+            format_us(l.p99_9),
+            format_us(l.p99_99),
+            format_us(l.max),
+            l.count,
+            if self.r#loop == "open" { ", from intended send time" } else { "" },
+        );
+        let k = &self.connect_us;
+        let _ = writeln!(
+            out,
+            "connect       p50 {}  p99 {}  max {}",
+            format_us(k.p50),
+            format_us(k.p99),
+            format_us(k.max)
+        );
+        if self.r#loop == "open" {
+            let g = &self.loadgen_lag_us;
+            let _ = writeln!(
+                out,
+                "loadgen lag   p50 {}  p99 {}  max {}{}",
+                format_us(g.p50),
+                format_us(g.p99),
+                format_us(g.max),
+                if g.p99 > 1_000 {
+                    "  (loadgen fell behind its schedule)"
+                } else {
+                    ""
+                }
+            );
+        }
+        if !self.publishers.is_empty() {
+            let _ = writeln!(
+                out,
+                "publisher  room        sent    expected   delivered   missing  dup  ooo"
+            );
+            for p in self.publishers.iter().take(20) {
+                let _ = writeln!(
+                    out,
+                    "{:>9}  {:>4}  {:>10}  {:>10}  {:>10}  {:>8}  {:>3}  {:>3}",
+                    p.publisher,
+                    p.room,
+                    p.sent,
+                    p.expected,
+                    p.delivered,
+                    p.missing,
+                    p.duplicates,
+                    p.out_of_order
+                );
+            }
+            if self.publishers.len() > 20 {
+                let _ = writeln!(
+                    out,
+                    "  ... {} more publishers in --json",
+                    self.publishers.len() - 20
+                );
+            }
+        }
+        let verdict = if self.ok {
+            "OK".to_string()
+        } else if self.failure_limit_hit {
+            "FAILED: failure limit (--max-failures) exceeded".to_string()
+        } else if self.aborted {
+            "FAILED: run aborted".to_string()
+        } else if self.connections.established == 0 {
+            "FAILED: no connection established".to_string()
+        } else {
+            "FAILED: messages lost, unsent, duplicated, reordered or corrupt".to_string()
+        };
+        let _ = writeln!(out, "result        {verdict}");
+        out
+    }
+
+    /// Writes the JSON report to `path`.
+    pub fn write_json(&self, path: &Path) -> io::Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(io::Error::other)?;
+        std::fs::write(path, text + "\n")
+    }
+}
+
+fn reasons(map: &std::collections::BTreeMap<String, u64>) -> String {
+    if map.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = map.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    format!(" ({})", parts.join(", "))
+}
+
+/// A microsecond value in a readable unit.
+pub fn format_us(us: u64) -> String {
+    match us {
+        0..=999 => format!("{us}us"),
+        1_000..=999_999 => format!("{:.2}ms", us as f64 / 1e3),
+        _ => format!("{:.3}s", us as f64 / 1e6),
+    }
+}
+
+/// Writes `hist` (µs) as an HdrHistogram percentile distribution in milliseconds: the text format
+/// of `outputPercentileDistribution` that HdrHistogram's plotter reads.
+pub fn write_hgrm(hist: &Histogram<u64>, out: &mut dyn Write) -> io::Result<()> {
+    const SCALE: f64 = 1000.0;
+    writeln!(
+        out,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    )?;
+    let mut total = 0u64;
+    for v in hist.iter_quantiles(5) {
+        total += v.count_since_last_iteration();
+        let q = v.quantile_iterated_to();
+        let value = v.value_iterated_to() as f64 / SCALE;
+        if q < 1.0 {
+            writeln!(
+                out,
+                "{value:12.3} {q:2.12} {total:10} {:14.2}",
+                1.0 / (1.0 - q)
+            )?;
+        } else {
+            writeln!(out, "{value:12.3} {q:2.12} {total:10}")?;
+        }
+    }
+    let (mean, stdev, max) = if hist.is_empty() {
+        (0.0, 0.0, 0.0)
+    } else {
+        (
+            hist.mean() / SCALE,
+            hist.stdev() / SCALE,
+            hist.max() as f64 / SCALE,
+        )
+    };
+    writeln!(
+        out,
+        "#[Mean    = {mean:12.3}, StdDeviation   = {stdev:12.3}]"
+    )?;
+    writeln!(
+        out,
+        "#[Max     = {max:12.3}, Total count    = {:12}]",
+        hist.len()
+    )?;
+    writeln!(
+        out,
+        "#[Buckets = {:12}, SubBuckets     = {:12}]",
+        hist.buckets(),
+        hist.distinct_values()
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Args;
+    use crate::stats::{record, PublisherStats};
+
+    fn plan(extra: &[&str]) -> Plan {
+        let argv = std::iter::once("loadgen").chain(extra.iter().copied());
+        Plan::from_args(Args::try_parse_from(argv).unwrap(), 20_000).unwrap()
+    }
+
+    #[test]
+    fn clean_echo_run_is_ok() {
+        let mut s = Stats::default();
+        s.counters.attempted = 10;
+        s.counters.established = 10;
+        s.counters.sent = 100;
+        s.counters.received = 100;
+        record(&mut s.latency, 250);
+        let r = Report::new(&plan(&["--conns", "10"]), &s);
+        assert!(r.ok, "{}", r.table());
+        assert_eq!(r.exit_code(), 0);
+        assert_eq!((r.messages.lost, r.messages.expected), (0, 100));
+        assert!(r.table().contains("result        OK"));
+    }
+
+    #[test]
+    fn loss_and_failure_limit_fail_the_run() {
+        let mut s = Stats::default();
+        s.counters.established = 10;
+        s.counters.sent = 100;
+        s.counters.received = 99;
+        let r = Report::new(&plan(&["--conns", "10"]), &s);
+        assert_eq!((r.messages.lost, r.exit_code()), (1, 1));
+        s.counters.received = 100;
+        s.counters.fail(crate::connection::FailReason::Refused);
+        let r = Report::new(&plan(&["--conns", "10", "--max-failures", "1"]), &s);
+        assert!(r.ok);
+        let r = Report::new(&plan(&["--conns", "10"]), &s);
+        assert!(r.failure_limit_hit && !r.ok);
+        assert!(r.table().contains("refused: 1"));
+    }
+
+    #[test]
+    fn broadcast_loss_is_per_publisher_times_room_members() {
+        let p = plan(&[
+            "--mode",
+            "broadcast",
+            "--url",
+            "ws://127.0.0.1:1/broadcast/a",
+            "--conns",
+            "5",
+        ]);
+        let mut s = Stats::default();
+        s.counters.established = 5;
+        s.room_members.insert(0, 5);
+        s.publishers.insert(
+            0,
+            PublisherStats {
+                room: 0,
+                sent: 10,
+                delivered: 48,
+                ..Default::default()
+            },
+        );
+        let r = Report::new(&p, &s);
+        assert_eq!(r.publishers[0].expected, 50);
+        assert_eq!(r.messages.lost, 2);
+        assert!(!r.ok);
+    }
+
+    #[test]
+    fn hgrm_has_the_plotter_format() {
+        let mut h = crate::stats::new_histogram();
+        for us in 1..=1000 {
+            record(&mut h, us * 10);
+        }
+        let mut out = Vec::new();
+        write_hgrm(&h, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+            ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]
+        );
+        assert_eq!(lines.next(), Some(""));
+        let first: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        assert_eq!(first[0], "0.010");
+        assert_eq!(first.len(), 4);
+        assert!(
+            text.contains("#[Max     =       10.007, Total count    =         1000]"),
+            "{text}"
+        );
+        let last_data = text.lines().filter(|l| !l.starts_with('#')).last().unwrap();
+        assert!(last_data.contains("1.000000000000"), "{last_data}");
+    }
+
+    #[test]
+    fn formats_units() {
+        assert_eq!(format_us(12), "12us");
+        assert_eq!(format_us(1_500), "1.50ms");
+        assert_eq!(format_us(2_000_000), "2.000s");
+    }
+}
