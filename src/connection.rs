@@ -194,7 +194,13 @@ impl Connection {
 
     /// Reads what the socket has (within the budget) and acts on it.
     pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> Step {
-        let before = self.stream_mut().map_or(0, |s| s.bytes_in);
+        let before = match self.stream_mut() {
+            Some(stream) => {
+                stream.drained = false;
+                stream.bytes_in
+            }
+            None => 0,
+        };
         let step = match self.phase {
             Phase::Http { .. } => self.read_http(ctx),
             Phase::Open(_) => self.read_ws(ctx),
