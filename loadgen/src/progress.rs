@@ -112,6 +112,23 @@ impl Progress {
     }
 }
 
+/// A standalone (unsharded) run is controlled by its display: traffic starts as soon as the
+/// ramp is done, and only the failure limit stops it.
+impl crate::engine::Control for Progress {
+    fn progress(&mut self, sample: &Sample) {
+        self.update(sample);
+    }
+
+    fn ramp_done(&mut self, sample: &Sample) -> Option<u64> {
+        self.update(sample);
+        Some(crate::clock::now_ns() + 10_000_000)
+    }
+
+    fn should_stop(&mut self) -> bool {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,22 +148,5 @@ mod tests {
         assert!(p.rate > 50.0 && p.rate <= 100.0, "{}", p.rate);
         assert!(p.p99_us.is_some(), "an empty interval keeps the last p99");
         p.finish();
-    }
-}
-
-/// A standalone (unsharded) run is controlled by its display: traffic starts as soon as the
-/// ramp is done, and only the failure limit stops it.
-impl crate::engine::Control for Progress {
-    fn progress(&mut self, sample: &Sample) {
-        self.update(sample);
-    }
-
-    fn ramp_done(&mut self, sample: &Sample) -> Option<u64> {
-        self.update(sample);
-        Some(crate::clock::now_ns() + 10_000_000)
-    }
-
-    fn should_stop(&mut self) -> bool {
-        false
     }
 }

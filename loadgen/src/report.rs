@@ -532,7 +532,7 @@ mod tests {
             text.contains("#[Max     =       10.007, Total count    =         1000]"),
             "{text}"
         );
-        let last_data = text.lines().filter(|l| !l.starts_with('#')).last().unwrap();
+        let last_data = text.lines().rfind(|l| !l.starts_with('#')).unwrap();
         assert!(last_data.contains("1.000000000000"), "{last_data}");
     }
 

@@ -164,7 +164,7 @@ pub fn run_child(plan: Arc<Plan>, shard: ShardId) -> Result<(), ShardError> {
 
 /// What the parent hears from its children's stdout readers.
 enum Heard {
-    Msg(ChildMsg),
+    Msg(Box<ChildMsg>),
     /// The child's stdout closed (it exited); `Some` when a line could not be parsed.
     End(Option<String>),
 }
@@ -211,7 +211,7 @@ pub fn run_parent(plan: &Plan, progress: &mut Progress) -> Result<Stats, ShardEr
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 let heard = match serde_json::from_str::<ChildMsg>(&line) {
-                    Ok(msg) => Heard::Msg(msg),
+                    Ok(msg) => Heard::Msg(Box::new(msg)),
                     Err(e) => Heard::End(Some(format!("unreadable line from shard {i}: {e}"))),
                 };
                 if tx.send((i, heard)).is_err() {
@@ -236,18 +236,23 @@ pub fn run_parent(plan: &Plan, progress: &mut Progress) -> Result<Stats, ShardEr
     let mut stopped = false;
     let mut pending = new_histogram();
     while !shards.iter().all(|s| s.ended) {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok((i, Heard::Msg(ChildMsg::Progress { sample }))) => {
+        let heard = rx.recv_timeout(Duration::from_millis(100));
+        let heard = heard.map(|(i, h)| match h {
+            Heard::Msg(msg) => (i, Ok(*msg)),
+            Heard::End(problem) => (i, Err(problem)),
+        });
+        match heard {
+            Ok((i, Ok(ChildMsg::Progress { sample }))) => {
                 let _ = pending.add(&sample.interval);
                 shards[i].latest = sample;
             }
-            Ok((i, Heard::Msg(ChildMsg::Ready { sample }))) => {
+            Ok((i, Ok(ChildMsg::Ready { sample }))) => {
                 let _ = pending.add(&sample.interval);
                 shards[i].latest = sample;
                 shards[i].ready = true;
             }
-            Ok((i, Heard::Msg(ChildMsg::Report { stats }))) => shards[i].report = Some(*stats),
-            Ok((i, Heard::End(problem))) => {
+            Ok((i, Ok(ChildMsg::Report { stats }))) => shards[i].report = Some(*stats),
+            Ok((i, Err(problem))) => {
                 if let Some(problem) = problem {
                     eprintln!("loadgen: {problem}");
                 }

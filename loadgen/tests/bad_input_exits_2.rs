@@ -1,0 +1,96 @@
+//! Bad input ends with one line on stderr and exit status 2, never a panic or a usage dump.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use common::{corecast, loadgen, url};
+
+fn assert_one_line_exit_2(args: &[&str], expect: &str) {
+    let run = loadgen(args, Duration::from_secs(30));
+    assert_eq!(run.code, Some(2), "{}", run.dump());
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.dump());
+    assert!(
+        run.stderr.contains(expect),
+        "expected {expect:?}\n{}",
+        run.dump()
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.dump());
+}
+
+#[test]
+fn unparsable_url() {
+    assert_one_line_exit_2(&["--url", "http://127.0.0.1/echo"], "invalid URL");
+    assert_one_line_exit_2(&["--url", "wss://127.0.0.1/echo"], "wss://");
+}
+
+#[test]
+fn unreachable_server() {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    assert_one_line_exit_2(
+        &["--url", &url(addr, "/echo"), "--duration", "1s"],
+        "cannot reach",
+    );
+}
+
+#[test]
+fn impossible_combinations_and_bad_values() {
+    let server = corecast();
+    let echo = url(server.local_addr(), "/echo");
+    assert_one_line_exit_2(&["--url", &echo, "--size", "3"], "--size");
+    assert_one_line_exit_2(
+        &["--url", &echo, "--mode", "broadcast"],
+        "/broadcast/<room>",
+    );
+    assert_one_line_exit_2(&["--url", &echo, "--inflight", "4"], "closed loop");
+    assert_one_line_exit_2(&["--url", &echo, "--conns", "lots"], "--conns");
+    assert_one_line_exit_2(&["--url", &echo, "--duration", "soon"], "--duration");
+    assert_one_line_exit_2(&["--url", &echo, "--cpus", "3-1"], "--cpus");
+    assert_one_line_exit_2(&["--url", &echo, "--rate", "fast"], "--rate");
+    server.shutdown();
+}
+
+#[test]
+fn refused_connections_count_against_the_failure_limit() {
+    // The server takes one connection and refuses the rest with HTTP 503.
+    let mut config = corecast::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        workers: Some(1),
+        pin: false,
+        stats_interval: Duration::ZERO,
+        ..corecast::Config::default()
+    };
+    config.max_connections = Some(1);
+    let server = corecast::Server::bind(config).unwrap();
+    let target = url(server.local_addr(), "/echo");
+    let args = [
+        "--url",
+        &target,
+        "--conns",
+        "5",
+        "--threads",
+        "1",
+        "--duration",
+        "1s",
+        "--rate",
+        "10",
+    ];
+    let run = loadgen(&args, Duration::from_secs(60));
+    assert_eq!(run.code, Some(1), "{}", run.dump());
+    assert_eq!(run.report()["failure_limit_hit"], true);
+    assert!(run.stdout.contains("--max-failures"), "{}", run.dump());
+    let failed = run.report()["connections"]["failed"].as_object().unwrap();
+    assert!(failed.keys().all(|k| k == "http 503"), "{failed:?}");
+
+    let mut tolerant = args.to_vec();
+    tolerant.extend(["--max-failures", "4"]);
+    let run = loadgen(&tolerant, Duration::from_secs(60));
+    assert_eq!(run.code, Some(0), "{}", run.dump());
+    assert_eq!(run.num("/connections/established"), 1);
+    assert_eq!(run.num("/connections/failed/http 503"), 4);
+    assert_eq!(run.num("/messages/lost"), 0);
+    server.shutdown();
+}
