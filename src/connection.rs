@@ -39,6 +39,8 @@ const READ_BUDGET: usize = 64;
 const ECHO_COPY_LIMIT: usize = 64 * 1024;
 /// No deadline.
 const NEVER: u64 = u64::MAX;
+/// Silence after which an open connection releases its tungstenite state (see `Phase::Idle`).
+const REST_AFTER_MS: u64 = 1000;
 /// A message with exactly this payload makes the handler panic, in builds with the
 /// `fault-injection` feature only: it proves that a panic costs one connection, not a worker.
 #[cfg(feature = "fault-injection")]
@@ -114,6 +116,11 @@ enum Phase {
     },
     /// WebSocket traffic (including a close we started and are waiting to see answered).
     Open(Box<WebSocket<Stream>>),
+    /// An open WebSocket with nothing buffered (every byte read was a complete frame, no
+    /// fragmented message open) that has been silent for a while: tungstenite's state and
+    /// buffers are dropped and only the socket and its outbox remain. The next input recreates
+    /// them; broadcast frames and pings are queued without them.
+    Idle(Stream),
     /// Final bytes going out. With `linger`, then FIN and wait for the peer's EOF, because
     /// closing a socket with unread input resets it and can destroy our last bytes in flight.
     /// Without (a completed close handshake: the peer sends nothing more), drop once written.
@@ -167,7 +174,9 @@ impl Connection {
 
     fn stream_mut(&mut self) -> Option<&mut Stream> {
         match &mut self.phase {
-            Phase::Http { stream, .. } | Phase::Draining { stream, .. } => Some(stream),
+            Phase::Http { stream, .. } | Phase::Draining { stream, .. } | Phase::Idle(stream) => {
+                Some(stream)
+            }
             Phase::Open(ws) => Some(ws.get_mut()),
             Phase::Gone => None,
         }
@@ -184,7 +193,11 @@ impl Connection {
     }
 
     pub fn is_open(&self) -> bool {
-        matches!(&self.phase, Phase::Open(ws) if ws.can_write())
+        match &self.phase {
+            Phase::Open(ws) => ws.can_write(),
+            Phase::Idle(_) => true,
+            _ => false,
+        }
     }
 
     /// Pending outbound bytes.
@@ -204,6 +217,10 @@ impl Connection {
         let step = match self.phase {
             Phase::Http { .. } => self.read_http(ctx),
             Phase::Open(_) => self.read_ws(ctx),
+            Phase::Idle(_) => {
+                self.wake(ctx.limits);
+                self.read_ws(ctx)
+            }
             Phase::Draining { .. } => self.read_discard(),
             Phase::Gone => Step::Close,
         };
@@ -255,15 +272,21 @@ impl Connection {
                 let consumed = parsed.map(|(_, n)| n).unwrap_or(buf.len());
                 let mut stream = stream;
                 stream.out.push_shared(response.bytes, false);
-                let leftover = buf[consumed..].to_vec();
-                drop(buf);
-                let ws = WebSocket::from_partially_read(
-                    stream,
-                    leftover,
-                    Role::Server,
-                    Some(ctx.limits.ws),
-                );
-                self.phase = Phase::Open(Box::new(ws));
+                stream.framed = true;
+                let leftover = &buf[consumed..];
+                stream.boundary.feed(leftover);
+                self.phase = if leftover.is_empty() {
+                    // Nothing to parse yet: tungstenite's buffers wait for the first frame.
+                    Phase::Idle(stream)
+                } else {
+                    let ws = WebSocket::from_partially_read(
+                        stream,
+                        leftover.to_vec(),
+                        Role::Server,
+                        Some(ctx.limits.ws),
+                    );
+                    Phase::Open(Box::new(ws))
+                };
                 self.deadline = NEVER;
                 ctx.counters.handshakes += 1;
                 Step::Upgraded(endpoint)
@@ -409,9 +432,6 @@ impl Connection {
         let stream = self.stream_mut()?;
         let flushed = stream.flush_out().ok()?;
         let pending = stream.out.pending();
-        if flushed == Flushed::All {
-            stream.out.shrink_if_empty();
-        }
         if let Phase::Draining {
             stream,
             fin_sent,
@@ -447,6 +467,7 @@ impl Connection {
         now: u64,
         limits: &Limits,
     ) -> bool {
+        self.wake(limits);
         match &mut self.phase {
             Phase::Open(ws) => {
                 if ws.can_write() {
@@ -461,19 +482,48 @@ impl Connection {
                 true
             }
             Phase::Draining { .. } => true,
-            Phase::Http { .. } | Phase::Gone => false,
+            Phase::Http { .. } | Phase::Idle(_) | Phase::Gone => false,
         }
+    }
+
+    /// Recreates tungstenite's state for an idle connection. A fresh `WebSocket` is exactly
+    /// what an idle one was: active, nothing buffered, no message in progress.
+    fn wake(&mut self, limits: &Limits) {
+        if let Phase::Idle(_) = self.phase {
+            let Phase::Idle(stream) = mem::replace(&mut self.phase, Phase::Gone) else {
+                unreachable!("matched just above")
+            };
+            let ws = WebSocket::from_raw_socket(stream, Role::Server, Some(limits.ws));
+            self.phase = Phase::Open(Box::new(ws));
+        }
+    }
+
+    /// Drops tungstenite's state when it holds nothing (see `Phase::Idle`). Returns true when
+    /// the connection went idle.
+    fn rest(&mut self, now: u64) -> bool {
+        let Phase::Open(ws) = &self.phase else {
+            return false;
+        };
+        let quiet = now.saturating_sub(self.last_seen) >= REST_AFTER_MS;
+        if !quiet || self.read_paused || !ws.can_write() || !ws.get_ref().boundary.at_rest() {
+            return false;
+        }
+        let Phase::Open(ws) = mem::replace(&mut self.phase, Phase::Gone) else {
+            unreachable!("matched just above")
+        };
+        let mut stream = ws.into_inner();
+        stream.out.shrink_if_empty();
+        self.phase = Phase::Idle(stream);
+        true
     }
 
     /// Hands a pre-encoded broadcast frame to this member.
     pub fn deliver(&mut self, frame: &Bytes, now: u64, limits: &Limits) -> Delivery {
-        let Phase::Open(ws) = &mut self.phase else {
-            return Delivery::Skipped;
+        let out = match &mut self.phase {
+            Phase::Open(ws) if ws.can_write() => &mut ws.get_mut().out,
+            Phase::Idle(stream) => &mut stream.out,
+            _ => return Delivery::Skipped,
         };
-        if !ws.can_write() {
-            return Delivery::Skipped;
-        }
-        let out = &mut ws.get_mut().out;
         if out.pending() > limits.max_backlog {
             out.discard_droppable();
             self.start_close(1008, "slow consumer", now, limits);
@@ -489,6 +539,9 @@ impl Connection {
         if now >= self.deadline {
             counters.timeouts += 1;
             return false;
+        }
+        if self.rest(now) {
+            counters.rests += 1;
         }
         let idle = limits.idle_timeout_ms;
         if idle == 0 || !self.is_open() {

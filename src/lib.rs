@@ -9,6 +9,7 @@
 //! * `http`: request parsing, upgrade validation, subprotocol choice, response bytes.
 //! * `stream` / `outbox`: the byte stream under tungstenite and the ordered outbound queue.
 //! * `frame`: server frame encoding (encode once, share with every recipient).
+//! * `boundary`: follows client frame boundaries, so idle connections can drop tungstenite.
 //! * `broadcast`: room membership and the cross-worker bus.
 //! * `listener`, `affinity`, `rlimit`: sockets, cores, descriptor limits.
 //! * `config`, `cli`, `stats`, `error`: settings, command line, counters, startup errors.
@@ -22,6 +23,7 @@
 //! ```
 
 pub mod affinity;
+pub mod boundary;
 pub mod broadcast;
 pub mod cli;
 pub mod config;

@@ -56,6 +56,8 @@ counters! {
     panics,
     /// Accept calls that failed for lack of descriptors or memory.
     accept_errors,
+    /// Times a silent connection released its tungstenite state and buffers.
+    rests,
 }
 
 #[cfg(test)]

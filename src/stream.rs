@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 
 use mio::net::TcpStream;
 
+use crate::boundary::Boundary;
 use crate::outbox::{Flushed, Outbox};
 
 /// A client socket plus its outbound queue.
@@ -24,6 +25,10 @@ pub struct Stream {
     /// further read would only return WouldBlock; answering that ourselves saves one `read`
     /// syscall per event. The connection clears it at the start of each readiness event.
     pub drained: bool,
+    /// Frame boundaries of what was read, once the stream carries WebSocket frames.
+    pub boundary: Boundary,
+    /// Whether reads are WebSocket frames (after the HTTP head) and must be followed.
+    pub framed: bool,
 }
 
 impl Stream {
@@ -33,6 +38,8 @@ impl Stream {
             out: Outbox::default(),
             bytes_in: 0,
             drained: false,
+            boundary: Boundary::default(),
+            framed: false,
         }
     }
 
@@ -50,6 +57,9 @@ impl Read for Stream {
         let n = self.tcp.read(buf)?;
         self.bytes_in += n as u64;
         self.drained = n > 0 && n < buf.len();
+        if self.framed {
+            self.boundary.feed(&buf[..n]);
+        }
         Ok(n)
     }
 }

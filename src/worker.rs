@@ -442,6 +442,7 @@ impl Worker {
     }
 
     fn tick(&mut self) {
+        let rests_before = self.counters.rests;
         let mut expired = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             if !conn.tick(self.now, &self.limits, &mut self.counters) {
@@ -453,6 +454,11 @@ impl Worker {
         for key in expired {
             self.close(key);
         }
+        let released =
+            (self.counters.rests - rests_before) as usize * self.limits.ws.read_buffer_size;
+        if released >= RELEASE_TRIM_BYTES {
+            release_free_memory();
+        }
         self.flush_all();
         self.publish_counters();
         self.next_tick = self.now + self.tick_ms;
@@ -462,6 +468,22 @@ impl Worker {
         self.shared.stats[self.id].publish(&self.counters);
     }
 }
+
+/// Buffers freed by connections going idle in one tick beyond which free heap pages are
+/// handed back to the OS: after a ramp of many connections, idle ones should cost the memory
+/// they hold now, not what they held once.
+const RELEASE_TRIM_BYTES: usize = 1 << 20;
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    // SAFETY: malloc_trim only returns unused heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
 
 fn mark_dirty(conn: &mut Connection, key: usize, list: &mut Vec<usize>) {
     if !conn.dirty {

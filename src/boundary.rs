@@ -1,0 +1,145 @@
+//! Where client frames begin and end, followed as bytes arrive.
+//!
+//! tungstenite keeps unparsed input and half-assembled messages inside its `WebSocket`, where we
+//! cannot see them. To free that state on idle connections we must know it is empty: it is
+//! when every byte read so far belongs to a complete frame and no fragmented data message is
+//! open. This tracker reads only frame headers (skipping payloads) to know exactly that. It
+//! validates nothing: tungstenite rejects malformed frames and the connection ends anyway.
+
+/// Frame-boundary state of one client stream.
+#[derive(Debug, Clone, Default)]
+pub struct Boundary {
+    /// Bytes of the current header seen so far (a client header is 6 to 14 bytes).
+    header: [u8; 14],
+    have: u8,
+    /// Payload bytes of the current frame still to come.
+    payload_left: u64,
+    /// A data message began with a non-final frame and its final frame has not arrived.
+    fragmented: bool,
+}
+
+impl Boundary {
+    /// Follows `data`, the next bytes of the stream.
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.payload_left > 0 {
+                let skip = self.payload_left.min(data.len() as u64);
+                self.payload_left -= skip;
+                data = &data[skip as usize..];
+                continue;
+            }
+            self.header[self.have as usize] = data[0];
+            self.have += 1;
+            data = &data[1..];
+            if let Some(len) = self.header_complete() {
+                self.end_header(len);
+            }
+        }
+    }
+
+    /// The header's payload length once all of the header has arrived.
+    fn header_complete(&self) -> Option<u64> {
+        let have = self.have as usize;
+        if have < 2 {
+            return None;
+        }
+        let mask = if self.header[1] & 0x80 != 0 { 4 } else { 0 };
+        let (extended, len7) = match self.header[1] & 0x7f {
+            126 => (2, None),
+            127 => (8, None),
+            n => (0, Some(n as u64)),
+        };
+        if have < 2 + extended + mask {
+            return None;
+        }
+        Some(match len7 {
+            Some(n) => n,
+            None => self.header[2..2 + extended]
+                .iter()
+                .fold(0u64, |acc, b| (acc << 8) | *b as u64),
+        })
+    }
+
+    fn end_header(&mut self, len: u64) {
+        let fin = self.header[0] & 0x80 != 0;
+        let opcode = self.header[0] & 0x0f;
+        if opcode < 8 {
+            // Data frames (continuation, text, binary, reserved): fin ends a message.
+            self.fragmented = !fin;
+        }
+        self.have = 0;
+        self.payload_left = len;
+    }
+
+    /// Every byte seen belongs to a complete frame and no fragmented message is open.
+    pub fn at_rest(&self) -> bool {
+        self.have == 0 && self.payload_left == 0 && !self.fragmented
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(first: u8, len: usize) -> Vec<u8> {
+        let mut out = vec![first];
+        if len < 126 {
+            out.push(0x80 | len as u8);
+        } else if len < 65536 {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        out.extend_from_slice(&[1, 2, 3, 4]);
+        out.extend(std::iter::repeat_n(0x55, len));
+        out
+    }
+
+    #[test]
+    fn complete_frames_rest_partial_ones_do_not() {
+        for len in [0, 5, 125, 126, 300, 65535, 65536, 70000] {
+            let bytes = frame(0x82, len);
+            let mut b = Boundary::default();
+            assert!(b.at_rest());
+            for split in [1, 2, 3, 7, bytes.len() - 1] {
+                if split >= bytes.len() {
+                    continue;
+                }
+                let mut b = Boundary::default();
+                b.feed(&bytes[..split]);
+                assert!(!b.at_rest(), "len {len} split {split}");
+                b.feed(&bytes[split..]);
+                assert!(b.at_rest(), "len {len} split {split}");
+            }
+            b.feed(&bytes);
+            assert!(b.at_rest());
+        }
+    }
+
+    #[test]
+    fn byte_at_a_time_matches_whole_feed() {
+        let mut stream = frame(0x81, 3);
+        stream.extend(frame(0x89, 10));
+        stream.extend(frame(0x82, 200));
+        let mut b = Boundary::default();
+        for byte in &stream {
+            b.feed(std::slice::from_ref(byte));
+        }
+        assert!(b.at_rest());
+    }
+
+    #[test]
+    fn open_fragmented_message_is_not_at_rest_even_between_frames() {
+        let mut b = Boundary::default();
+        b.feed(&frame(0x01, 4)); // text, not final
+        assert!(!b.at_rest());
+        b.feed(&frame(0x89, 2)); // a ping in between
+        assert!(!b.at_rest());
+        b.feed(&frame(0x00, 4)); // continuation, not final
+        assert!(!b.at_rest());
+        b.feed(&frame(0x80, 4)); // final continuation
+        assert!(b.at_rest());
+    }
+}
