@@ -28,7 +28,7 @@ use tungstenite::{Message, WebSocket};
 
 use crate::frame::{self, OpCode};
 use crate::http::{self, Decision, Endpoint};
-use crate::outbox::Flushed;
+use crate::outbox::{Flushed, Outbox};
 use crate::stats::Counters;
 use crate::stream::Stream;
 
@@ -343,9 +343,20 @@ impl Connection {
                 continue; // we are closing: messages still in flight are dropped
             }
             match &self.member {
-                Some(m) => ctx
-                    .publish
-                    .push((m.room.clone(), frame::encode(opcode, &payload))),
+                Some(m) => {
+                    let frame = frame::encode(opcode, &payload);
+                    // The sender's own copy is queued here, in order with whatever this read
+                    // does next (a close for a protocol error right behind it, say); the worker
+                    // delivers to the other members.
+                    match offer(&mut ws.get_mut().out, &frame, ctx.limits) {
+                        Delivery::SlowConsumer => {
+                            ctx.counters.slow_consumers += 1;
+                            self.deadline = close_ws(ws, 1008, SLOW_CONSUMER, ctx.now, ctx.limits);
+                        }
+                        _ => ctx.counters.msgs_out += 1,
+                    }
+                    ctx.publish.push((m.room.clone(), frame));
+                }
                 None => {
                     let out = &mut ws.get_mut().out;
                     if payload.len() <= ECHO_COPY_LIMIT {
@@ -471,13 +482,7 @@ impl Connection {
         match &mut self.phase {
             Phase::Open(ws) => {
                 if ws.can_write() {
-                    let close = CloseFrame {
-                        code: CloseCode::from(code),
-                        reason: reason.into(),
-                    };
-                    // Writes into our outbox, which never blocks; a failure means it was closed.
-                    let _ = ws.close(Some(close));
-                    self.deadline = now.saturating_add(limits.close_timeout_ms);
+                    self.deadline = close_ws(ws, code, reason, now, limits);
                 }
                 true
             }
@@ -524,13 +529,11 @@ impl Connection {
             Phase::Idle(stream) => &mut stream.out,
             _ => return Delivery::Skipped,
         };
-        if out.pending() > limits.max_backlog {
-            out.discard_droppable();
-            self.start_close(1008, "slow consumer", now, limits);
-            return Delivery::SlowConsumer;
+        let delivery = offer(out, frame, limits);
+        if delivery == Delivery::SlowConsumer {
+            self.start_close(1008, SLOW_CONSUMER, now, limits);
         }
-        out.push_shared(frame.clone(), true);
-        Delivery::Queued
+        delivery
     }
 
     /// Timer check, run once per tick. Returns false when the connection must be dropped.
@@ -561,4 +564,34 @@ impl Connection {
         }
         true
     }
+}
+
+const SLOW_CONSUMER: &str = "slow consumer";
+
+/// Queues a broadcast frame for a member, unless the member's backlog is already over the
+/// limit: then its unsent broadcast frames are dropped and the caller closes it with 1008.
+fn offer(out: &mut Outbox, frame: &Bytes, limits: &Limits) -> Delivery {
+    if out.pending() > limits.max_backlog {
+        out.discard_droppable();
+        return Delivery::SlowConsumer;
+    }
+    out.push_shared(frame.clone(), true);
+    Delivery::Queued
+}
+
+/// Sends our close frame; returns the deadline for the peer's answer.
+fn close_ws(
+    ws: &mut WebSocket<Stream>,
+    code: u16,
+    reason: &'static str,
+    now: u64,
+    limits: &Limits,
+) -> u64 {
+    let close = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    };
+    // Writes into our outbox, which never blocks; an error only says it was already closing.
+    let _ = ws.close(Some(close));
+    now.saturating_add(limits.close_timeout_ms)
 }

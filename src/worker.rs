@@ -322,25 +322,28 @@ impl Worker {
         if self.conns[key].has_output() {
             mark_dirty(&mut self.conns[key], key, &mut self.flush_list);
         }
-        self.dispatch_published();
+        self.dispatch_published(key);
     }
 
-    /// Fans out what this pass's reads published: to local members now, to other workers via
-    /// the bus.
-    fn dispatch_published(&mut self) {
+    /// Fans out what `sender` just published: to the other local members now (the sender has
+    /// queued its own copy), to other workers via the bus.
+    fn dispatch_published(&mut self, sender: usize) {
         if self.publish.is_empty() {
             return;
         }
         let mut publish = std::mem::take(&mut self.publish);
         for (room, frame) in publish.drain(..) {
-            self.deliver_local(&room, &frame);
+            self.deliver_local(&room, &frame, Some(sender));
             self.bus.publish(&room, &frame);
         }
         self.publish = publish;
     }
 
-    fn deliver_local(&mut self, room: &str, frame: &Bytes) {
+    fn deliver_local(&mut self, room: &str, frame: &Bytes, except: Option<usize>) {
         for &key in self.rooms.members(room) {
+            if Some(key) == except {
+                continue;
+            }
             let conn = &mut self.conns[key];
             match conn.deliver(frame, self.now, &self.limits) {
                 Delivery::Queued => self.counters.msgs_out += 1,
@@ -356,7 +359,7 @@ impl Worker {
         self.inbox_more = self.bus.drain_inbox(INBOX_BATCH, &mut inbox);
         for envelope in inbox.drain(..) {
             match envelope {
-                Envelope::Deliver { room, frame } => self.deliver_local(&room, &frame),
+                Envelope::Deliver { room, frame } => self.deliver_local(&room, &frame, None),
                 Envelope::Shutdown => self.begin_shutdown(),
             }
         }

@@ -162,3 +162,14 @@ fn slow_consumer_is_closed_with_1008_and_others_keep_receiving() {
         .join()
         .expect("fast member saw only its messages, then the shutdown close");
 }
+
+#[test]
+fn a_members_message_reaches_it_before_the_close_for_a_violation_right_behind_it() {
+    let server = start(config());
+    let (mut s, _) = raw_upgrade(server.local_addr(), "/broadcast/strict");
+    let mut burst = client_frame(0x81, b"valid first", true);
+    burst.extend(client_frame(0x81, b"unmasked", false));
+    std::io::Write::write_all(&mut s, &burst).unwrap();
+    assert_eq!(read_frame(&mut s).unwrap().unwrap(), (0x81, b"valid first".to_vec()));
+    assert_eq!(read_close_code(&mut s), Some(1002));
+}
