@@ -139,9 +139,13 @@ PY
     (cd "$outdir" && timeout -k 10 "$timeout" "$ENV/bin/wstest" -m fuzzingclient -s spec.json) \
         >"$outdir/wstest.log" 2>&1 &
     local pid=$!
+    # timeout(1) runs wstest in a process group of its own, out of reach of Ctrl-C: pass
+    # an interrupt on (timeout forwards the TERM to wstest).
+    trap 'kill -TERM "$pid" 2>/dev/null; echo "autobahn: interrupted" >&2; exit 130' INT TERM
     show_progress "$outdir/wstest.log" "$pid" "$expected" "$started"
     wait "$pid"
     rc=$?
+    trap - INT TERM
     set -e
     echo "autobahn: wstest exited with $rc after $(($(date +%s) - started))s; log $outdir/wstest.log" >&2
 
