@@ -330,8 +330,15 @@ impl Connection {
             let (opcode, payload) = match ws.read() {
                 Ok(Message::Text(text)) => (OpCode::Text, Bytes::from(text)),
                 Ok(Message::Binary(data)) => (OpCode::Binary, data),
-                // Pongs to pings and replies to closes are queued by tungstenite itself.
-                Ok(_) => continue,
+                // Pongs to pings and replies to closes are queued by tungstenite itself. They
+                // count towards the backlog like echoes: a client flooding pings without reading
+                // would otherwise have us queue pongs without bound.
+                Ok(_) => {
+                    if ws.get_ref().out.pending() > ctx.limits.max_backlog {
+                        self.read_paused = true;
+                    }
+                    continue;
+                }
                 Err(e) => break Err(e),
             };
             ctx.counters.msgs_in += 1;
@@ -360,11 +367,7 @@ impl Connection {
                 None => {
                     let out = &mut ws.get_mut().out;
                     if payload.len() <= ECHO_COPY_LIMIT {
-                        let tail = out.tail_mut();
-                        let before = tail.len();
-                        frame::put_frame(tail, opcode, &payload);
-                        let added = tail.len() - before;
-                        out.commit_tail(added);
+                        out.push_frame(opcode, &payload);
                     } else {
                         let mut header = Vec::with_capacity(frame::MAX_HEADER);
                         frame::put_header(&mut header, opcode, payload.len());

@@ -10,6 +10,8 @@ use std::io::{self, IoSlice, Write};
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::frame::{self, OpCode};
+
 /// Most slices handed to one `writev`.
 const MAX_IOVECS: usize = 64;
 /// A tail buffer larger than this is freed once it has been written, so one big message does
@@ -62,14 +64,11 @@ impl Outbox {
         self.pending += data.len();
     }
 
-    /// The coalescing tail, for encoding straight into the queue; call `commit_tail` after.
-    pub fn tail_mut(&mut self) -> &mut BytesMut {
-        &mut self.tail
-    }
-
-    /// Accounts for bytes appended through `tail_mut`.
-    pub fn commit_tail(&mut self, added: usize) {
-        self.pending += added;
+    /// Encodes a whole frame onto the end of the queue: the payload's one copy.
+    pub fn push_frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        let before = self.tail.len();
+        frame::put_frame(&mut self.tail, opcode, payload);
+        self.pending += self.tail.len() - before;
     }
 
     /// Queues a shared buffer without copying it.
