@@ -315,6 +315,8 @@ impl Worker {
                 self.read_list.push(key);
             }
             Step::Close => {
+                // What it published before going away still goes out.
+                self.dispatch_published(key);
                 self.close(key);
                 return;
             }

@@ -170,6 +170,21 @@ fn a_members_message_reaches_it_before_the_close_for_a_violation_right_behind_it
     let mut burst = client_frame(0x81, b"valid first", true);
     burst.extend(client_frame(0x81, b"unmasked", false));
     std::io::Write::write_all(&mut s, &burst).unwrap();
-    assert_eq!(read_frame(&mut s).unwrap().unwrap(), (0x81, b"valid first".to_vec()));
+    assert_eq!(
+        read_frame(&mut s).unwrap().unwrap(),
+        (0x81, b"valid first".to_vec())
+    );
     assert_eq!(read_close_code(&mut s), Some(1002));
+}
+
+#[test]
+fn messages_sent_right_before_a_member_vanishes_are_still_delivered() {
+    let server = start(config());
+    let addr = server.local_addr();
+    let mut listener = connect(addr, "/broadcast/abrupt");
+    let (mut s, _) = raw_upgrade(addr, "/broadcast/abrupt");
+    // A large frame (several reads) followed by EOF without a close frame, in one go.
+    std::io::Write::write_all(&mut s, &client_frame(0x82, &[3u8; 8192], true)).unwrap();
+    drop(s);
+    assert_eq!(listener.read().unwrap(), Message::binary(vec![3u8; 8192]));
 }
