@@ -5,12 +5,15 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use corecast::{Config, Server};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::http::HeaderValue;
-use tungstenite::WebSocket;
+use tungstenite::{Message, WebSocket};
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -91,7 +94,12 @@ pub fn status(response: &str) -> u16 {
 
 /// Upgrades a raw socket and returns it with the response head.
 pub fn raw_upgrade(addr: SocketAddr, path: &str) -> (TcpStream, String) {
-    let mut s = tcp(addr);
+    raw_upgrade_on(tcp(addr), path)
+}
+
+/// Upgrades an already connected socket (one with special options) to `path`.
+pub fn raw_upgrade_on(mut s: TcpStream, path: &str) -> (TcpStream, String) {
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
     s.write_all(upgrade_request(path, "").as_bytes()).unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -174,5 +182,198 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     while !cond() {
         assert!(start.elapsed() < TIMEOUT, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Echo clients spread so that every worker holds at least one, exercised from a background
+/// thread that keeps one message in flight on each of them until `finish`. Hostile-input tests
+/// start one before the abuse and check it during and after: whichever worker the hostile
+/// connection lands on (SO_REUSEPORT decides), a healthy connection shares it.
+pub struct Healthy {
+    /// Number of clients: tests subtract it from the servers' connection gauges.
+    pub clients: usize,
+    stop: Arc<AtomicBool>,
+    /// Completed rounds (every client echoed once).
+    rounds: Arc<AtomicU64>,
+    thread: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl Healthy {
+    /// Opens /echo clients until every worker of `server` holds one, then starts echoing.
+    pub fn start(server: &Server) -> Healthy {
+        let addr = server.local_addr();
+        let mut clients: Vec<Client> = Vec::new();
+        loop {
+            // Four at a time: all on one worker with probability 1/8 per batch with 2 workers.
+            clients.extend((0..4).map(|_| connect(addr, "/echo")));
+            let n = clients.len() as u64;
+            wait_until("the healthy clients to be counted", || {
+                server.stats().iter().map(|c| c.handshakes).sum::<u64>() >= n
+            });
+            if server.stats().iter().all(|c| c.connections > 0) {
+                break;
+            }
+            assert!(
+                clients.len() < 64,
+                "the kernel never spread connections over every worker"
+            );
+        }
+        Healthy::from_clients(clients)
+    }
+
+    /// Starts echoing on clients the caller already connected (to a server it cannot inspect).
+    pub fn from_clients(mut clients: Vec<Client>) -> Healthy {
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds = Arc::new(AtomicU64::new(0));
+        let count = clients.len();
+        let thread = {
+            let (stop, rounds) = (stop.clone(), rounds.clone());
+            std::thread::spawn(move || {
+                let mut round = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for (i, ws) in clients.iter_mut().enumerate() {
+                        let text = format!("healthy {i} round {round}");
+                        echo_text(ws, &text).map_err(|e| format!("client {i}: {e}"))?;
+                    }
+                    round += 1;
+                    rounds.store(round, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(())
+            })
+        };
+        Healthy {
+            clients: count,
+            stop,
+            rounds,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits until every healthy client has echoed twice more (so at least once entirely
+    /// after this call); fails if one of them stopped getting echoes.
+    pub fn assert_echoing(&mut self, when: &str) {
+        let target = self.rounds.load(Ordering::Relaxed) + 2;
+        let start = Instant::now();
+        while self.rounds.load(Ordering::Relaxed) < target {
+            if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+                let err = self.thread.take().unwrap().join();
+                panic!("healthy connection failed {when}: {err:?}");
+            }
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "healthy connections stalled {when}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Last check, then stops echoing; returns the number of completed rounds.
+    pub fn finish(mut self, when: &str) -> u64 {
+        self.assert_echoing(when);
+        self.stop.store(true, Ordering::Relaxed);
+        let result = self.thread.take().unwrap().join().expect("echo thread");
+        if let Err(e) = result {
+            panic!("healthy connection failed {when}: {e}");
+        }
+        self.rounds.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Healthy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Sends `text` and waits for the same text back, skipping the server's keepalive pings.
+pub fn echo_text(ws: &mut Client, text: &str) -> Result<(), String> {
+    ws.send(Message::text(text)).map_err(|e| e.to_string())?;
+    loop {
+        match ws.read().map_err(|e| e.to_string())? {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Text(t) if t.as_str() == text => return Ok(()),
+            other => return Err(format!("expected {text:?}, got {other:?}")),
+        }
+    }
+}
+
+/// Sum of one counter over every worker.
+pub fn total(server: &Server, counter: impl Fn(&corecast::Counters) -> u64) -> u64 {
+    server.stats().iter().map(counter).sum()
+}
+
+/// Reads until the server ends the connection (EOF or reset); fails on a read timeout, so a
+/// connection the server forgot to close fails the test instead of passing slowly.
+pub fn assert_closed_by_server(s: &mut TcpStream, what: &str) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("{what}: the server did not close the connection")
+            }
+            Err(_) => return, // reset
+        }
+    }
+}
+
+/// The resident set size of this process (server and test clients), from /proc/self/status.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line");
+    kib * 1024
+}
+
+/// Samples `rss_bytes` every few milliseconds in the background and keeps the peak, so a
+/// short-lived spike between two explicit checks is not missed.
+pub struct RssPeak {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RssPeak {
+    pub fn start() -> RssPeak {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(rss_bytes()));
+        let thread = {
+            let (stop, peak) = (stop.clone(), peak.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    peak.fetch_max(rss_bytes(), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        RssPeak {
+            stop,
+            peak,
+            thread: Some(thread),
+        }
+    }
+
+    /// The peak so far.
+    pub fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed).max(rss_bytes())
+    }
+}
+
+impl Drop for RssPeak {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
