@@ -235,7 +235,7 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "loadgen {:?}, {load}, {} B messages, {} s measured after {} s warmup",
+            "loadgen {}, {load}, {} B messages, {} s measured after {} s warmup",
             self.mode, self.size, self.duration_s, self.warmup_s
         );
         let _ = writeln!(

@@ -14,7 +14,7 @@ pub struct Schedule {
     period_ns: f64,
     /// Index of the next slot to hand out.
     next: u64,
-    /// No slot at or after this time is handed out.
+    /// No slot at or after this time is handed out (enforced through `limit`).
     end_ns: u64,
     /// No more than this many slots are handed out.
     limit: u64,
@@ -22,11 +22,27 @@ pub struct Schedule {
 
 impl Schedule {
     /// `rate` slots per second from `start_ns`; a rate of zero yields no slots.
+    ///
+    /// A window `[start, end)` holds exactly `ceil((end − start) × rate)` slots: the count is
+    /// fixed here rather than by comparing float slot times with `end` one by one, so a run of
+    /// 2 s at 500/s sends 1000 messages, never 999 or 1001 through rounding.
     pub fn new(start_ns: u64, rate: f64, end_ns: u64, limit: u64) -> Self {
-        let (period_ns, limit) = if rate > 0.0 && rate.is_finite() {
-            (1e9 / rate, limit)
+        if !(rate > 0.0 && rate.is_finite()) {
+            return Schedule {
+                start_ns,
+                period_ns: f64::MAX,
+                next: 0,
+                end_ns,
+                limit: 0,
+            };
+        }
+        let period_ns = 1e9 / rate;
+        let window = end_ns.saturating_sub(start_ns) as f64;
+        let in_window = (window / period_ns - 1e-6).ceil().max(0.0);
+        let limit = if in_window < u64::MAX as f64 {
+            limit.min(in_window as u64)
         } else {
-            (f64::MAX, 0)
+            limit
         };
         Schedule {
             start_ns,
@@ -43,10 +59,7 @@ impl Schedule {
             return None;
         }
         let at = self.start_ns as f64 + self.next as f64 * self.period_ns;
-        if at >= self.end_ns as f64 {
-            return None;
-        }
-        Some(at as u64)
+        Some((at as u64).min(self.end_ns))
     }
 
     /// Takes the next slot if it is due at `now_ns`, returning its intended time.
@@ -92,6 +105,26 @@ mod tests {
         let mut s = Schedule::new(0, 10.0, u64::MAX, 2);
         assert_eq!(std::iter::from_fn(|| s.pop_due(u64::MAX)).count(), 2);
         assert_eq!(s.taken(), 2);
+    }
+
+    #[test]
+    fn window_holds_exactly_rate_times_length() {
+        for (rate, secs, expect) in [(500.0, 2, 1000), (5000.0 / 6.0, 30, 25_000), (3.0, 1, 3)] {
+            let start = 123_456_789;
+            let end = start + secs * 1_000_000_000;
+            let mut s = Schedule::new(start, rate, end, u64::MAX);
+            assert_eq!(
+                std::iter::from_fn(|| s.pop_due(u64::MAX)).count(),
+                expect,
+                "{rate}"
+            );
+        }
+        let mut s = Schedule::new(0, 2.5, 1_000_000_000, u64::MAX);
+        assert_eq!(
+            std::iter::from_fn(|| s.pop_due(u64::MAX)).count(),
+            3,
+            "ceil(2.5)"
+        );
     }
 
     #[test]

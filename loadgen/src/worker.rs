@@ -265,13 +265,16 @@ impl Worker {
                 }
             }
             Phase::Traffic => {
-                if now >= self.end_ns {
+                if now >= self.start_ns {
+                    self.send_due(now);
+                }
+                // A late wake-up still sends every slot of the window before the traffic ends.
+                let slots_left = self.sends.as_ref().is_some_and(|s| s.peek().is_some());
+                if now >= self.end_ns && !slots_left {
                     self.phase = Phase::Drain {
                         until: now + self.plan.drain_timeout.as_nanos() as u64,
                     };
                     self.last_delivery_ns = self.last_delivery_ns.max(now);
-                } else if now >= self.start_ns {
-                    self.send_due(now);
                 }
             }
             Phase::Drain { until } => {
@@ -402,8 +405,25 @@ impl Worker {
 
     fn start_traffic(&mut self, start: u64) {
         let plan = Arc::clone(&self.plan);
-        self.start_ns = start;
-        self.measure_from = start + plan.warmup.as_nanos() as u64;
+        // Open loop: this worker's share of the rate, its slots shifted by a fraction of a
+        // period so the workers' sends interleave instead of all firing at `start`. The whole
+        // window shifts with them, so every worker still gets exactly rate × time slots.
+        let mine = self
+            .spec
+            .conn_ids
+            .iter()
+            .filter(|&&id| plan.is_sender(id))
+            .count();
+        let (rate, offset) = match plan.load {
+            Load::Open { rate } if mine > 0 => {
+                let rate = rate * mine as f64 / plan.senders() as f64;
+                let offset = 1e9 / rate * self.spec.index as f64 / self.spec.of as f64;
+                (rate, offset as u64)
+            }
+            _ => (0.0, 0),
+        };
+        self.start_ns = start + offset;
+        self.measure_from = self.start_ns + plan.warmup.as_nanos() as u64;
         self.end_ns = self.measure_from + plan.duration.as_nanos() as u64;
         self.phase = Phase::Traffic;
         self.senders = self
@@ -423,21 +443,8 @@ impl Worker {
             }
         }
         match plan.load {
-            Load::Open { rate } => {
-                let mine = self
-                    .spec
-                    .conn_ids
-                    .iter()
-                    .filter(|&&id| plan.is_sender(id))
-                    .count();
-                let rate = rate * mine as f64 / plan.senders() as f64;
-                // Spread the workers' slots evenly instead of all firing at `start`.
-                let offset = if rate > 0.0 {
-                    (1e9 / rate * self.spec.index as f64 / self.spec.of as f64) as u64
-                } else {
-                    0
-                };
-                self.sends = Some(Schedule::new(start + offset, rate, self.end_ns, u64::MAX));
+            Load::Open { .. } => {
+                self.sends = Some(Schedule::new(self.start_ns, rate, self.end_ns, u64::MAX));
             }
             Load::Closed { inflight } => {
                 // The first window goes out at the start; replies trigger the rest.

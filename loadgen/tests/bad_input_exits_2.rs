@@ -5,10 +5,10 @@ mod common;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use common::{corecast, loadgen, url};
+use common::{corecast, loadgen_args, url, LIMIT};
 
 fn assert_one_line_exit_2(args: &[&str], expect: &str) {
-    let run = loadgen(args, Duration::from_secs(30));
+    let run = loadgen_args(args, LIMIT);
     assert_eq!(run.code, Some(2), "{}", run.dump());
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.dump());
     assert!(
@@ -78,7 +78,7 @@ fn refused_connections_count_against_the_failure_limit() {
         "--rate",
         "10",
     ];
-    let run = loadgen(&args, Duration::from_secs(60));
+    let run = loadgen_args(&args, LIMIT);
     assert_eq!(run.code, Some(1), "{}", run.dump());
     assert_eq!(run.report()["failure_limit_hit"], true);
     assert!(run.stdout.contains("--max-failures"), "{}", run.dump());
@@ -87,10 +87,10 @@ fn refused_connections_count_against_the_failure_limit() {
 
     let mut tolerant = args.to_vec();
     tolerant.extend(["--max-failures", "4"]);
-    let run = loadgen(&tolerant, Duration::from_secs(60));
+    let run = loadgen_args(&tolerant, LIMIT);
     assert_eq!(run.code, Some(0), "{}", run.dump());
-    assert_eq!(run.num("/connections/established"), 1);
-    assert_eq!(run.num("/connections/failed/http 503"), 4);
-    assert_eq!(run.num("/messages/lost"), 0);
+    run.expect("/connections/established", 1);
+    run.expect("/connections/failed/http 503", 4);
+    run.expect("/messages/lost", 0);
     server.shutdown();
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{loadgen, url};
+use common::{loadgen, url, LIMIT};
 
 /// How long the server stops reading.
 const PAUSE: Duration = Duration::from_secs(1);
@@ -56,23 +56,15 @@ fn pausing_echo_server() -> SocketAddr {
 fn a_one_second_stall_appears_in_the_tail_latency() {
     let addr = pausing_echo_server();
     let run = loadgen(
-        &[
-            "--url",
-            &url(addr, "/echo"),
-            "--conns",
-            "1",
-            "--threads",
-            "1",
-            "--rate",
-            "200",
-            "--duration",
-            "3s",
-        ],
-        Duration::from_secs(60),
+        &format!(
+            "--url {} --conns 1 --threads 1 --rate 200 --duration 3s",
+            url(addr, "/echo")
+        ),
+        LIMIT,
     );
     assert_eq!(run.code, Some(0), "{}", run.dump());
-    assert_eq!(run.num("/messages/sent"), 600);
-    assert_eq!(run.num("/messages/received"), 600);
+    run.expect("/messages/sent", 600);
+    run.expect("/messages/received", 600);
     // Messages scheduled during the stall waited for it: the worst waited nearly all of it.
     let (p999, max) = (run.num("/latency_us/p99_9"), run.num("/latency_us/max"));
     assert!(

@@ -42,6 +42,13 @@ impl Run {
             .expect("a number")
     }
 
+    /// Asserts a numeric field, showing the whole run when it differs.
+    #[track_caller]
+    pub fn expect(&self, pointer: &str, expected: u64) {
+        let actual = self.num(pointer);
+        assert_eq!(actual, expected, "{pointer}\n{}", self.dump());
+    }
+
     /// Context for assertion messages.
     pub fn dump(&self) -> String {
         format!(
@@ -50,6 +57,9 @@ impl Run {
         )
     }
 }
+
+/// Time limit of one loadgen run in a test: generous, only there to turn a hang into a failure.
+pub const LIMIT: Duration = Duration::from_secs(90);
 
 /// An in-process corecast with two unpinned workers on 127.0.0.1:0.
 pub fn corecast() -> Server {
@@ -75,8 +85,14 @@ pub fn url(addr: SocketAddr, path: &str) -> String {
     format!("ws://{addr}{path}")
 }
 
+/// Runs loadgen with the whitespace-separated `command_line` (plus `--json`), killing it after
+/// `limit`.
+pub fn loadgen(command_line: &str, limit: Duration) -> Run {
+    loadgen_args(&command_line.split_whitespace().collect::<Vec<_>>(), limit)
+}
+
 /// Runs loadgen with `args` (plus `--json`), killing it after `limit`.
-pub fn loadgen(args: &[&str], limit: Duration) -> Run {
+pub fn loadgen_args(args: &[&str], limit: Duration) -> Run {
     let json = temp_file(&format!("report-{}.json", unique()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(args)
