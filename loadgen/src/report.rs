@@ -64,6 +64,10 @@ pub struct PublisherRow {
 /// Connection outcome counts.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ConnSummary {
+    /// Seconds from the first attempt until every connection was established or failed.
+    pub ramp_s: f64,
+    /// Connections established per second of ramp.
+    pub connect_rate: f64,
     pub attempted: u64,
     pub established: u64,
     pub failed: std::collections::BTreeMap<String, u64>,
@@ -188,6 +192,11 @@ impl Report {
             duration_s: secs,
             warmup_s: plan.warmup.as_secs_f64(),
             connections: ConnSummary {
+                ramp_s: stats.ramp_ns as f64 / 1e9,
+                connect_rate: match stats.ramp_ns {
+                    0 => 0.0,
+                    ns => c.established as f64 / (ns as f64 / 1e9),
+                },
                 attempted: c.attempted,
                 established: c.established,
                 failed: c.failed.clone(),
@@ -227,7 +236,7 @@ impl Report {
         let unit = if self.mode == Mode::Broadcast {
             "deliveries"
         } else {
-            "msgs"
+            "msg"
         };
         let load = match self.load {
             Load::Open { rate } => format!("open loop, {rate:.0} msg/s scheduled"),
@@ -254,6 +263,11 @@ impl Report {
             c.established,
             c.failed.values().sum::<u64>(),
             reasons(&c.failed)
+        );
+        let _ = writeln!(
+            out,
+            "              ramp {:.1} s, {:.0} connections/s",
+            c.ramp_s, c.connect_rate
         );
         if !c.dropped.is_empty() {
             let dropped = c.dropped.values().sum::<u64>();

@@ -141,6 +141,9 @@ pub struct Stats {
     pub room_members: BTreeMap<u32, u64>,
     /// Whether the run was aborted (failure limit, or the parent said stop).
     pub aborted: bool,
+    /// Nanoseconds from the start of the ramp until every connection had settled.
+    #[serde(default)]
+    pub ramp_ns: u64,
 }
 
 impl Default for Stats {
@@ -153,6 +156,7 @@ impl Default for Stats {
             publishers: BTreeMap::new(),
             room_members: BTreeMap::new(),
             aborted: false,
+            ramp_ns: 0,
         }
     }
 }
@@ -176,6 +180,8 @@ impl Stats {
             *self.room_members.entry(*room).or_default() += n;
         }
         self.aborted |= other.aborted;
+        // Processes ramp in parallel: the run's ramp lasted as long as the slowest one.
+        self.ramp_ns = self.ramp_ns.max(other.ramp_ns);
     }
 }
 
