@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing_subscriber::EnvFilter;
@@ -11,8 +11,23 @@ use corecast::cli::Args;
 use corecast::Server;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if e.use_stderr() => {
+            // One line, not clap's usage block: the first line says what was wrong.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            eprintln!("corecast: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            let _ = e.print(); // --help, --version
+            return ExitCode::SUCCESS;
+        }
+    };
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
@@ -28,6 +43,10 @@ fn main() -> ExitCode {
     };
     let server = match Server::bind(args.into_config()) {
         Ok(server) => server,
+        Err(e @ corecast::Error::Config(_)) => {
+            eprintln!("corecast: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("corecast: {e}");
             return ExitCode::FAILURE;

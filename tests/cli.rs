@@ -1,0 +1,112 @@
+//! The `corecast` binary: bad arguments give one line and status 2; SIGTERM shuts down
+//! gracefully (1001 to clients, exit 0); a second signal exits at once.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use tungstenite::Message;
+
+const BIN: &str = env!("CARGO_BIN_EXE_corecast");
+
+#[test]
+fn bad_arguments_give_one_line_and_status_2() {
+    let cases: &[&[&str]] = &[
+        &["--workers", "zero"],
+        &["--workers", "0"],
+        &["--listen", "not-an-address"],
+        &["--idle-timeout", "10 parsecs"],
+        &["--read-buffer", "lots"],
+        &["--read-buffer", "16"],
+        &["--cpus", "3-1"],
+        &["--no-such-option"],
+    ];
+    for args in cases {
+        let out = Command::new(BIN)
+            .args(*args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("corecast: "), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn environment_variables_configure_the_server() {
+    let out = Command::new(BIN)
+        .env("CORECAST_WORKERS", "nope")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("workers"));
+}
+
+/// Starts the binary on a free port and returns it with its address (from the startup line).
+fn spawn(extra: &[&str]) -> (Child, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--stats-interval",
+            "0",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("startup line").unwrap();
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: sends a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+#[test]
+fn sigterm_closes_clients_with_1001_and_exits_0() {
+    let (mut child, addr) = spawn(&[]);
+    let mut clients: Vec<Client> = (0..6).map(|_| connect(addr, "/echo")).collect();
+    for ws in clients.iter_mut() {
+        ws.send(Message::text("hi")).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::text("hi"));
+    }
+    signal(&child, libc::SIGTERM);
+    for mut ws in clients {
+        match ws.read() {
+            Ok(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), 1001),
+            other => panic!("expected close 1001, got {other:?}"),
+        }
+        let _ = ws.flush();
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let (mut child, addr) = spawn(&["--shutdown-timeout", "60s"]);
+    // A peer that never answers the close keeps a graceful shutdown waiting.
+    let (_silent, _) = raw_upgrade(addr, "/echo");
+    signal(&child, libc::SIGINT);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    signal(&child, libc::SIGINT);
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+}
