@@ -1,0 +1,243 @@
+//! Descriptor exhaustion: the `corecast` binary runs in a child process whose RLIMIT_NOFILE is
+//! 64 (soft and hard, so the server cannot raise it) while `--max-connections` is far higher,
+//! so accept fails with EMFILE. Past the limit the server must not spin, must keep serving the
+//! connections it has, and must accept the waiting ones once descriptors free up.
+
+mod common;
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Descriptors the child may hold (soft and hard limit).
+const NOFILE: u64 = 64;
+/// Connections made to wait in the listen queues once the descriptors are used up.
+const WAITING: usize = 6;
+
+/// The server child process; killed (by its own PID) and reaped when dropped, whatever
+/// happened in the test.
+struct ChildServer {
+    child: Child,
+    addr: SocketAddr,
+    /// Its log lines, ANSI colours removed.
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ChildServer {
+    fn spawn(nofile: u64) -> ChildServer {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("CORECAST_") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.args(["--listen", "127.0.0.1:0", "--workers", "2", "--no-pin"])
+            .args(["--max-connections", "10000", "--stats-interval", "0"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
+        // which is async-signal-safe, on a struct it owns.
+        unsafe {
+            cmd.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: nofile,
+                    rlim_max: nofile,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("start the corecast binary");
+        let stdout = child.stdout.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { return };
+                    let line = strip_ansi(&line);
+                    if let Some(addr) = listening_addr(&line) {
+                        let _ = addr_tx.send(addr);
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut server = ChildServer {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            log,
+        };
+        server.addr = addr_rx
+            .recv_timeout(TIMEOUT)
+            .expect("the server logs its address");
+        server
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn logged(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    /// Descriptor numbers below the limit that are still free. (Counting every open
+    /// descriptor would be off: the child inherits some above the limit, such as the build
+    /// tool's jobserver pipe, which use up no number below it.)
+    fn free_fds(&self) -> usize {
+        let used = std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("/proc/PID/fd")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+            .filter(|&fd| fd < NOFILE)
+            .count();
+        NOFILE as usize - used
+    }
+
+    /// CPU time (user + system) the child has used so far.
+    fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the parenthesised command name: state is the 3rd field of the line,
+        // utime the 14th and stime the 15th.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf only reads a constant.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        Duration::from_millis(ticks * 1000 / per_second)
+    }
+}
+
+/// Removes terminal colour sequences (ESC '[' ... letter) from a log line.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The address in the "corecast listening addr=..." line.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("corecast listening")?..];
+    let value = rest
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("addr="))?;
+    value.parse().ok()
+}
+
+fn echo_all(clients: &mut [Client], when: &str) {
+    for (i, ws) in clients.iter_mut().enumerate() {
+        echo_text(ws, &format!("client {i} {when}"))
+            .unwrap_or_else(|e| panic!("client {i} stopped echoing {when}: {e}"));
+    }
+}
+
+/// Reads an HTTP response head from a raw socket.
+fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match io::Read::read(s, &mut byte) {
+            Ok(1) => head.push(byte[0]),
+            other => panic!("no answer from the server: {other:?} after {head:?}"),
+        }
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[test]
+fn out_of_descriptors_the_server_neither_spins_nor_drops_and_recovers() {
+    let server = ChildServer::spawn(NOFILE);
+    let addr = server.addr;
+
+    // Use up every descriptor with echo clients: each completed handshake is one accepted
+    // socket, so the child's descriptor count tells exactly when the limit is reached.
+    let mut clients: Vec<Client> = Vec::new();
+    while server.free_fds() > 0 {
+        clients.push(connect(addr, "/echo"));
+        assert!(
+            clients.len() <= NOFILE as usize,
+            "descriptors never ran out"
+        );
+    }
+    echo_all(&mut clients, "at the limit");
+
+    // These are queued by the kernel but cannot be accepted: accept fails with EMFILE.
+    let mut waiting: Vec<TcpStream> = (0..WAITING)
+        .map(|_| {
+            let mut s = tcp(addr);
+            s.write_all(upgrade_request("/echo", "").as_bytes())
+                .unwrap();
+            s
+        })
+        .collect();
+    wait_until("accept to fail for lack of descriptors", || {
+        server.logged("accept failed")
+    });
+
+    // Saturated: the server must wait for descriptors, not retry accept in a busy loop. This
+    // measures spinning, not speed: an idle wait costs next to nothing, a busy loop burns a
+    // whole core, and the bound (half a core) sits far from both.
+    let cpu_before = server.cpu_time();
+    let wall = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = server.cpu_time() - cpu_before;
+    let elapsed = wall.elapsed();
+    assert!(
+        used < elapsed / 2,
+        "the server used {used:?} of CPU in {elapsed:?} while out of descriptors"
+    );
+    assert_eq!(server.free_fds(), 0);
+
+    // Every existing connection is still served.
+    echo_all(&mut clients, "while saturated");
+
+    // Free some descriptors: the waiting connections are accepted and upgraded.
+    let freed = WAITING + 2;
+    for mut ws in clients.drain(..freed) {
+        ws.close(None).unwrap();
+        while ws.read().is_ok() {}
+    }
+    for (i, s) in waiting.iter_mut().enumerate() {
+        let head = read_head(s);
+        assert!(
+            head.starts_with("HTTP/1.1 101"),
+            "waiting connection {i} got {head:?}"
+        );
+        s.write_all(&client_frame(0x81, b"late but served", true))
+            .unwrap();
+        assert_eq!(
+            read_frame(s).unwrap(),
+            Some((0x81, b"late but served".to_vec()))
+        );
+    }
+    assert!(server.logged("accepting connections again"));
+    echo_all(&mut clients, "after recovering");
+}
