@@ -24,7 +24,7 @@ const WAITING: usize = 6;
 struct ChildServer {
     child: Child,
     addr: SocketAddr,
-    /// Its log lines, ANSI colours removed.
+    /// Its log lines (stderr).
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -46,9 +46,10 @@ impl ChildServer {
         cmd.args(["--listen", "127.0.0.1:0", "--workers", "2", "--no-pin"])
             .args(["--max-connections", "10000", "--stats-interval", "0"])
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
         // which is async-signal-safe, on a struct it owns.
         unsafe {
@@ -64,15 +65,15 @@ impl ChildServer {
             });
         }
         let mut child = cmd.spawn().expect("start the corecast binary");
-        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = mpsc::channel();
         {
             let log = log.clone();
             std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
+                // Reads (and keeps) the log to the end, so the server never blocks on a pipe.
+                for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { return };
-                    let line = strip_ansi(&line);
                     if let Some(addr) = listening_addr(&line) {
                         let _ = addr_tx.send(addr);
                     }
@@ -123,24 +124,6 @@ impl ChildServer {
         let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
         Duration::from_millis(ticks * 1000 / per_second)
     }
-}
-
-/// Removes terminal colour sequences (ESC '[' ... letter) from a log line.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The address in the "corecast listening addr=..." line.
