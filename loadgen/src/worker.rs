@@ -423,8 +423,11 @@ impl Worker {
             _ => (0.0, 0),
         };
         self.start_ns = start + offset;
-        self.measure_from = self.start_ns + plan.warmup.as_nanos() as u64;
-        self.end_ns = self.measure_from + plan.duration.as_nanos() as u64;
+        // The measured window is common to all workers (offsets are shorter than a period, so
+        // each worker's first measured slot still falls in it): a receiver judges messages of
+        // publishers on other workers by the same instant.
+        self.measure_from = start + plan.warmup.as_nanos() as u64;
+        self.end_ns = self.start_ns + (plan.warmup + plan.duration).as_nanos() as u64;
         self.phase = Phase::Traffic;
         self.senders = self
             .conns
@@ -528,7 +531,6 @@ impl Worker {
 
     /// A socket event for connection `key`.
     fn on_ready(&mut self, key: usize) {
-        let now = now_ns();
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
@@ -543,7 +545,7 @@ impl Worker {
         let (id, sent, echo, heard) = (c.id, c.sent, &mut c.echo, &mut c.heard);
         let mut replies = 0u32;
         let step = c.conn.drive(&mut |bytes| {
-            if rx.on_message(id, sent, echo, heard, bytes, now) {
+            if rx.on_message(id, sent, echo, heard, bytes) {
                 replies += 1;
             }
         });
@@ -554,7 +556,10 @@ impl Worker {
             Step::Pending => {}
             Step::Opened => {
                 self.stats.counters.established += 1;
-                record(&mut self.stats.connect, micros_between(c.started_ns, now));
+                record(
+                    &mut self.stats.connect,
+                    micros_between(c.started_ns, now_ns()),
+                );
             }
             Step::Finished(reason) => {
                 if was_establishing {
@@ -625,8 +630,10 @@ impl Receiver<'_> {
         echo: &mut SeqTracker,
         heard: &mut Vec<(u32, SeqTracker)>,
         bytes: &[u8],
-        now: u64,
     ) -> bool {
+        // Read the clock per message: one `drive` may read for a while, and a message that
+        // arrived during it must not be timed against an earlier instant.
+        let now = now_ns();
         *self.last_delivery_ns = now;
         let counters = &mut self.stats.counters;
         let Ok(header) = payload::decode(bytes, self.plan.size) else {
