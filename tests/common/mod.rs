@@ -199,7 +199,8 @@ pub struct Healthy {
 }
 
 impl Healthy {
-    /// Opens /echo clients until every worker of `server` holds one, then starts echoing.
+    /// Opens /echo clients until every worker of `server` holds one, then starts echoing and
+    /// returns once every client has echoed (before the abuse).
     pub fn start(server: &Server) -> Healthy {
         let addr = server.local_addr();
         let mut clients: Vec<Client> = Vec::new();
@@ -218,7 +219,9 @@ impl Healthy {
                 "the kernel never spread connections over every worker"
             );
         }
-        Healthy::from_clients(clients)
+        let mut healthy = Healthy::from_clients(clients);
+        healthy.assert_echoing("before the abuse");
+        healthy
     }
 
     /// Starts echoing on clients the caller already connected (to a server it cannot inspect).
