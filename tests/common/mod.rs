@@ -224,8 +224,8 @@ impl Healthy {
         healthy
     }
 
-    /// Starts echoing on clients the caller already connected (to a server it cannot inspect).
-    pub fn from_clients(mut clients: Vec<Client>) -> Healthy {
+    /// Starts the echo thread over `clients`.
+    fn from_clients(mut clients: Vec<Client>) -> Healthy {
         let stop = Arc::new(AtomicBool::new(false));
         let rounds = Arc::new(AtomicU64::new(0));
         let count = clients.len();
