@@ -318,11 +318,10 @@ impl Worker {
                 start => at = at.min(start),
             },
             Phase::Traffic => {
+                // Closed loop: replies wake the loop; only the end of the traffic is timed.
                 at = at.min(self.end_ns);
                 if let Some(t) = self.sends.as_ref().and_then(Schedule::peek) {
-                    at = at.min(t.max(self.start_ns));
-                } else {
-                    at = at.min(self.start_ns.max(now));
+                    at = at.min(t);
                 }
             }
             Phase::Drain { until } => {
