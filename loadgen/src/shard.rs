@@ -57,17 +57,24 @@ pub enum ShardError {
 }
 
 /// A command from the parent.
-enum Command_ {
+enum ParentCmd {
+    /// Start traffic at this CLOCK_MONOTONIC instant.
     Start(u64),
+    /// Stop now.
     Stop,
 }
 
 /// The control of a child process: reports to the parent, takes the start time from it.
 struct ChildControl {
+    /// The pipe to the parent.
     out: io::Stdout,
-    commands: Receiver<Command_>,
+    /// Parsed lines from the parent (stdin), or disconnection when it is gone.
+    commands: Receiver<ParentCmd>,
+    /// When progress was last sent (rate limit).
     last_progress: Instant,
+    /// Latencies not yet sent.
     pending: Sample,
+    /// Whether the parent said stop (or went away).
     stopped: bool,
 }
 
@@ -82,12 +89,12 @@ impl ChildControl {
     fn poll_commands(&mut self) {
         loop {
             match self.commands.try_recv() {
-                Ok(Command_::Stop) | Err(TryRecvError::Disconnected) => {
+                Ok(ParentCmd::Stop) | Err(TryRecvError::Disconnected) => {
                     self.stopped = true;
                     return;
                 }
                 // A start outside ramp_done cannot happen; ignore it.
-                Ok(Command_::Start(_)) => {}
+                Ok(ParentCmd::Start(_)) => {}
                 Err(TryRecvError::Empty) => return,
             }
         }
@@ -114,8 +121,8 @@ impl Control for ChildControl {
             sample: sample.clone(),
         });
         match self.commands.recv() {
-            Ok(Command_::Start(at)) => Some(at),
-            Ok(Command_::Stop) | Err(_) => {
+            Ok(ParentCmd::Start(at)) => Some(at),
+            Ok(ParentCmd::Stop) | Err(_) => {
                 self.stopped = true;
                 None
             }
@@ -138,9 +145,9 @@ pub fn run_child(plan: Arc<Plan>, shard: ShardId) -> Result<(), ShardError> {
                 Some(("start", at)) => at
                     .trim()
                     .parse()
-                    .map(Command_::Start)
-                    .unwrap_or(Command_::Stop),
-                _ => Command_::Stop,
+                    .map(ParentCmd::Start)
+                    .unwrap_or(ParentCmd::Stop),
+                _ => ParentCmd::Stop,
             };
             if tx.send(cmd).is_err() {
                 return;
@@ -171,11 +178,17 @@ enum Heard {
 
 /// One child as the parent sees it.
 struct Shard {
+    /// The process, waited for at the end.
     child: Child,
+    /// Where `start`/`stop` go; dropped when the child ends.
     stdin: Option<ChildStdin>,
+    /// Its latest cumulative counters.
     latest: Sample,
+    /// Whether it finished its ramp.
     ready: bool,
+    /// Its final stats, once sent.
     report: Option<Stats>,
+    /// Whether its stdout closed.
     ended: bool,
 }
 

@@ -114,27 +114,42 @@ struct Conn {
     heard: Vec<(u32, SeqTracker)>,
 }
 
-/// The receive side of the worker: everything a message callback touches.
+/// The receive side of the worker: everything a message callback touches, borrowed apart from
+/// the connection the callback runs inside.
 struct Receiver<'a> {
+    /// Mode and message size, to check payloads.
     plan: &'a Plan,
+    /// Where counters and the latency histogram go.
     stats: &'a mut Stats,
+    /// Latencies for the next progress sample.
     interval: &'a mut Histogram<u64>,
+    /// Messages intended before this are warmup: counted, not in the histogram.
     measure_from: u64,
+    /// Updated on every arrival (broadcast drain).
     last_delivery_ns: &'a mut u64,
 }
 
 /// A worker thread's state.
 pub struct Worker {
+    /// The run.
     plan: Arc<Plan>,
+    /// This worker's index, core and connections.
     spec: WorkerSpec,
+    /// Start time and abort flag from the engine; ramp-done count to it.
     shared: Arc<Shared>,
+    /// Progress samples to the engine, tagged with `spec.index`.
     samples: Sender<(usize, Sample)>,
+    /// This thread's event loop.
     poll: Poll,
+    /// Wakes `poll` at the next deadline.
     timer: Timer,
+    /// Connections by token.
     conns: Slab<Conn>,
+    /// What this worker measured.
     stats: Stats,
     /// Latencies since the last sample.
     interval: Histogram<u64>,
+    /// Where in the run this worker is.
     phase: Phase,
     /// Connection attempts, paced.
     connects: Schedule,
@@ -148,9 +163,11 @@ pub struct Worker {
     senders: Vec<usize>,
     /// Round-robin cursor into `senders`.
     cursor: usize,
-    /// Traffic start, first measured instant and end (ns).
+    /// This worker's first send slot (the common start plus its offset).
     start_ns: u64,
+    /// First measured instant (common to all workers).
     measure_from: u64,
+    /// End of this worker's send window.
     end_ns: u64,
     /// Last time a message arrived (broadcast drain).
     last_delivery_ns: u64,
