@@ -200,11 +200,6 @@ impl Connection {
         }
     }
 
-    /// Pending outbound bytes.
-    pub fn backlog(&mut self) -> usize {
-        self.stream_mut().map_or(0, |s| s.out.pending())
-    }
-
     /// Reads what the socket has (within the budget) and acts on it.
     pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> Step {
         let before = match self.stream_mut() {
