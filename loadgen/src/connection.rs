@@ -153,6 +153,8 @@ enum State {
 pub struct Connection {
     /// Its protocol state and socket.
     state: State,
+    /// Bound of tungstenite's out buffer once open (bytes): what may queue behind a slow peer.
+    out_limit: u32,
 }
 
 /// Opens a non-blocking socket to `addr`, bound to `source` when given, and starts connecting.
@@ -193,10 +195,23 @@ pub fn open_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpSt
 
 impl Connection {
     /// Wraps a connecting socket; `host`, `path` and `nonce` make the upgrade request.
-    pub fn new(stream: TcpStream, host: &str, path: &str, nonce: u64) -> Connection {
+    /// `message_size` sizes the out buffer bound: at least 256 KiB, and always room for a few
+    /// messages, so a slow server shows as latency first and as unsent messages only when it
+    /// falls far behind.
+    pub fn new(
+        stream: TcpStream,
+        host: &str,
+        path: &str,
+        nonce: u64,
+        message_size: usize,
+    ) -> Connection {
         let upgrade = Box::new(Upgrade::new(host, path, nonce));
+        let out_limit = (message_size + 16)
+            .saturating_mul(4)
+            .clamp(256 * 1024, u32::MAX as usize);
         Connection {
             state: State::Connecting { stream, upgrade },
+            out_limit: out_limit as u32,
         }
     }
 
@@ -268,7 +283,7 @@ impl Connection {
                         let config = WebSocketConfig::default()
                             .read_buffer_size(READ_BUFFER)
                             .write_buffer_size(0)
-                            .max_write_buffer_size(max_write_buffer());
+                            .max_write_buffer_size(self.out_limit as usize);
                         let ws = WebSocket::from_partially_read(
                             stream,
                             leftover,
@@ -349,11 +364,6 @@ impl Connection {
             _ => true,
         }
     }
-}
-
-/// Out-buffer bound per connection: room for many small messages, never unbounded.
-fn max_write_buffer() -> usize {
-    256 * 1024
 }
 
 /// Writes the rest of the request, then reads until the response is complete or the socket
@@ -467,7 +477,7 @@ mod tests {
         let addr = echo_peer();
         let mut poll = Poll::new().unwrap();
         let stream = open_socket(addr, None).unwrap();
-        let mut conn = Connection::new(stream, &addr.to_string(), "/echo", 1);
+        let mut conn = Connection::new(stream, &addr.to_string(), "/echo", 1, 100);
         let interest = Interest::READABLE | Interest::WRITABLE;
         poll.registry()
             .register(conn.stream_mut().unwrap(), Token(0), interest)
@@ -492,7 +502,7 @@ mod tests {
         let addr = closed.local_addr().unwrap();
         drop(closed);
         let mut poll = Poll::new().unwrap();
-        let mut conn = Connection::new(open_socket(addr, None).unwrap(), "h", "/", 1);
+        let mut conn = Connection::new(open_socket(addr, None).unwrap(), "h", "/", 1, 64);
         let interest = Interest::READABLE | Interest::WRITABLE;
         poll.registry()
             .register(conn.stream_mut().unwrap(), Token(0), interest)
@@ -511,7 +521,7 @@ mod tests {
             let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
             std::thread::sleep(Duration::from_millis(200));
         });
-        let mut conn = Connection::new(open_socket(addr, None).unwrap(), "h", "/", 1);
+        let mut conn = Connection::new(open_socket(addr, None).unwrap(), "h", "/", 1, 64);
         poll.registry()
             .register(conn.stream_mut().unwrap(), Token(1), interest)
             .unwrap();
@@ -526,7 +536,7 @@ mod tests {
         let addr = echo_peer();
         let stream = open_socket(addr, Some("127.0.0.2".parse().unwrap())).unwrap();
         let mut poll = Poll::new().unwrap();
-        let mut conn = Connection::new(stream, "h", "/", 3);
+        let mut conn = Connection::new(stream, "h", "/", 3, 64);
         let interest = Interest::READABLE | Interest::WRITABLE;
         poll.registry()
             .register(conn.stream_mut().unwrap(), Token(0), interest)

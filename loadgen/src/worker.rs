@@ -375,7 +375,7 @@ impl Worker {
             }
         };
         let nonce = ((id as u64) << 32) ^ now;
-        let conn = Connection::new(stream, &target.host, &target.path, nonce);
+        let conn = Connection::new(stream, &target.host, &target.path, nonce, self.plan.size);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let conn = entry.insert(Conn {
