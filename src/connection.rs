@@ -192,6 +192,11 @@ impl Connection {
         self.stream_mut().is_some_and(|s| !s.out.is_empty())
     }
 
+    /// Holds tungstenite state and buffers (open and not idle).
+    pub fn holds_parser(&self) -> bool {
+        matches!(self.phase, Phase::Open(_))
+    }
+
     pub fn is_open(&self) -> bool {
         match &self.phase {
             Phase::Open(ws) => ws.can_write(),

@@ -92,6 +92,8 @@ pub struct Worker {
     accept_error_logged: bool,
     shutdown_timeout: Duration,
     shutdown_deadline: Option<u64>,
+    /// Most connections holding tungstenite state at a tick since the last heap trim.
+    parsing_high: usize,
 }
 
 impl Worker {
@@ -141,6 +143,7 @@ impl Worker {
             accept_error_logged: false,
             shutdown_timeout,
             shutdown_deadline: None,
+            parsing_high: 0,
         })
     }
 
@@ -447,26 +450,39 @@ impl Worker {
     }
 
     fn tick(&mut self) {
-        let rests_before = self.counters.rests;
         let mut expired = Vec::new();
+        let mut parsing = 0;
         for (key, conn) in self.conns.iter_mut() {
             if !conn.tick(self.now, &self.limits, &mut self.counters) {
                 expired.push(key);
-            } else if conn.has_output() {
+                continue;
+            }
+            if conn.has_output() {
                 mark_dirty(conn, key, &mut self.flush_list);
             }
+            parsing += usize::from(conn.holds_parser());
         }
         for key in expired {
             self.close(key);
         }
-        let released =
-            (self.counters.rests - rests_before) as usize * self.limits.ws.read_buffer_size;
-        if released >= RELEASE_TRIM_BYTES {
-            release_free_memory();
-        }
+        self.trim_after_quiet(parsing);
         self.flush_all();
         self.publish_counters();
         self.next_tick = self.now + self.tick_ms;
+    }
+
+    /// Hands freed heap pages back to the OS once many connections have gone idle since the
+    /// busiest tick (after a ramp, say), so idle connections cost what they hold now. Under
+    /// steady traffic connections wake and rest at the same pace, the count stays level and
+    /// the allocator keeps its free buffers for reuse: no trim.
+    fn trim_after_quiet(&mut self, parsing: usize) {
+        let released = self.parsing_high.saturating_sub(parsing) * self.limits.ws.read_buffer_size;
+        if released >= RELEASE_TRIM_BYTES {
+            release_free_memory();
+            self.parsing_high = parsing;
+        } else {
+            self.parsing_high = self.parsing_high.max(parsing);
+        }
     }
 
     fn publish_counters(&self) {
@@ -474,10 +490,9 @@ impl Worker {
     }
 }
 
-/// Buffers freed by connections going idle in one tick beyond which free heap pages are
-/// handed back to the OS: after a ramp of many connections, idle ones should cost the memory
-/// they hold now, not what they held once.
-const RELEASE_TRIM_BYTES: usize = 1 << 20;
+/// Parser buffers released since the busiest tick beyond which free heap pages go back to
+/// the OS.
+const RELEASE_TRIM_BYTES: usize = 4 << 20;
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn release_free_memory() {
