@@ -78,6 +78,9 @@ pub struct Worker {
     flush_list: Vec<usize>,
     /// Connections to read again next pass (input may remain without a new event).
     read_list: Vec<usize>,
+    /// An empty list kept for swapping with `flush_list` / `read_list`, so walking a list while
+    /// handlers add to the next one costs no allocation per pass.
+    spare: Vec<usize>,
     /// Messages published by this pass's reads, waiting to be fanned out.
     publish: Vec<(Arc<str>, Bytes)>,
     inbox: Vec<Envelope>,
@@ -132,6 +135,7 @@ impl Worker {
             counters: Counters::default(),
             flush_list: Vec::new(),
             read_list: Vec::new(),
+            spare: Vec::new(),
             publish: Vec::new(),
             inbox: Vec::new(),
             inbox_more: false,
@@ -180,9 +184,11 @@ impl Worker {
             if self.inbox_more {
                 self.handle_inbox();
             }
-            for key in std::mem::take(&mut self.read_list) {
+            let batch = take_batch(&mut self.read_list, &mut self.spare);
+            for &key in &batch {
                 self.read(key);
             }
+            self.spare = recycle(batch);
             self.flush_all();
             self.bus.end_pass();
             if self.now >= self.next_tick {
@@ -390,12 +396,14 @@ impl Worker {
     }
 
     fn flush_all(&mut self) {
-        for key in std::mem::take(&mut self.flush_list) {
+        let batch = take_batch(&mut self.flush_list, &mut self.spare);
+        for &key in &batch {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.dirty = false;
                 self.flush_one(key);
             }
         }
+        self.spare = recycle(batch);
     }
 
     fn flush_one(&mut self, key: usize) {
@@ -504,6 +512,17 @@ fn release_free_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_free_memory() {}
+
+/// Takes the entries of `list` for processing, leaving the spare's capacity in its place.
+fn take_batch(list: &mut Vec<usize>, spare: &mut Vec<usize>) -> Vec<usize> {
+    std::mem::replace(list, std::mem::take(spare))
+}
+
+/// Empties a processed batch so it can serve as the next spare.
+fn recycle(mut batch: Vec<usize>) -> Vec<usize> {
+    batch.clear();
+    batch
+}
 
 fn mark_dirty(conn: &mut Connection, key: usize, list: &mut Vec<usize>) {
     if !conn.dirty {
