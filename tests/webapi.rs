@@ -19,6 +19,9 @@ fn the_whatwg_websocket_api_works_against_the_server() {
         .expect("node (20 or later) must be installed to run the browser-API test");
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "WHATWG WebSocket checks failed:\n{stdout}");
+    assert!(
+        out.status.success(),
+        "WHATWG WebSocket checks failed:\n{stdout}"
+    );
     assert!(stdout.contains("webapi: 7 passed, 0 failed"), "{stdout}");
 }
