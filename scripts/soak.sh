@@ -45,5 +45,8 @@ taskset -c 1 "$target/release/loadgen" --url "ws://127.0.0.1:$port/echo" --conns
     | tee "$out/loadgen.txt"
 status=${PIPESTATUS[0]}
 set -e
+# With every connection gone, what the server still holds is what it would leak.
+sleep 15
+echo "server RSS 15 s after the last connection closed: $(awk '/VmRSS/ {print $2}' "/proc/$server/status") KiB"
 echo "rss samples: $out/rss.tsv"
 exit "$status"

@@ -69,6 +69,10 @@ pub struct Args {
     /// Interval of the stats log line; 0 disables.
     #[arg(long, env = "CORECAST_STATS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub stats_interval: Duration,
+    /// Silence after which a connection releases its parser state and read buffer (rebuilt on
+    /// its next input), so idle connections cost a few hundred bytes; 0 never.
+    #[arg(long, env = "CORECAST_REST_AFTER", default_value = "1s", value_parser = parse_duration)]
+    pub rest_after: Duration,
 }
 
 impl Args {
@@ -90,6 +94,7 @@ impl Args {
             protocols: self.protocols,
             allowed_origins: self.allowed_origins,
             stats_interval: self.stats_interval,
+            rest_after: self.rest_after,
         }
     }
 }
@@ -180,6 +185,7 @@ mod tests {
         assert_eq!(config.idle_timeout, want.idle_timeout);
         assert_eq!(config.handshake_timeout, want.handshake_timeout);
         assert_eq!(config.stats_interval, want.stats_interval);
+        assert_eq!(config.rest_after, want.rest_after);
         assert!(config.pin);
     }
 

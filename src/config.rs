@@ -47,6 +47,9 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Interval of the stats log line. Zero disables.
     pub stats_interval: Duration,
+    /// Silence after which a connection drops its WebSocket parser state and read buffer, to be
+    /// rebuilt on its next input: idle connections then cost a few hundred bytes. Zero never.
+    pub rest_after: Duration,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             protocols: Vec::new(),
             allowed_origins: Vec::new(),
             stats_interval: Duration::from_secs(10),
+            rest_after: Duration::from_secs(1),
         }
     }
 }

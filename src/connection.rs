@@ -39,8 +39,6 @@ const READ_BUDGET: usize = 64;
 const ECHO_COPY_LIMIT: usize = 64 * 1024;
 /// No deadline.
 const NEVER: u64 = u64::MAX;
-/// Silence after which an open connection releases its tungstenite state (see `Phase::Idle`).
-const REST_AFTER_MS: u64 = 1000;
 /// A message with exactly this payload makes the handler panic, in builds with the
 /// `fault-injection` feature only: it proves that a panic costs one connection, not a worker.
 #[cfg(feature = "fault-injection")]
@@ -55,6 +53,9 @@ pub struct Limits {
     pub handshake_timeout_ms: u64,
     pub idle_timeout_ms: u64,
     pub close_timeout_ms: u64,
+    /// Silence after which an open connection releases its tungstenite state (see
+    /// `Phase::Idle`); 0 never.
+    pub rest_after_ms: u64,
 }
 
 /// Where a room member sits in its room's member list (kept by the worker's `Rooms`).
@@ -508,11 +509,12 @@ impl Connection {
 
     /// Drops tungstenite's state when it holds nothing (see `Phase::Idle`). Returns true when
     /// the connection went idle.
-    fn rest(&mut self, now: u64) -> bool {
+    fn rest(&mut self, now: u64, limits: &Limits) -> bool {
         let Phase::Open(ws) = &self.phase else {
             return false;
         };
-        let quiet = now.saturating_sub(self.last_seen) >= REST_AFTER_MS;
+        let quiet =
+            limits.rest_after_ms > 0 && now.saturating_sub(self.last_seen) >= limits.rest_after_ms;
         if !quiet || self.read_paused || !ws.can_write() || !ws.get_ref().boundary.at_rest() {
             return false;
         }
@@ -546,7 +548,7 @@ impl Connection {
             counters.timeouts += 1;
             return false;
         }
-        if self.rest(now) {
+        if self.rest(now, limits) {
             counters.rests += 1;
         }
         let idle = limits.idle_timeout_ms;

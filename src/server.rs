@@ -261,6 +261,7 @@ fn limits(config: &Config) -> Limits {
         handshake_timeout_ms: config.handshake_timeout.as_millis() as u64,
         idle_timeout_ms: config.idle_timeout.as_millis() as u64,
         close_timeout_ms: config.close_timeout.as_millis() as u64,
+        rest_after_ms: config.rest_after.as_millis() as u64,
     }
 }
 

@@ -542,6 +542,9 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 /// within 25% of their nominal value without sweeping needlessly often.
 fn tick_interval(limits: &Limits) -> u64 {
     let mut shortest = limits.handshake_timeout_ms.min(limits.close_timeout_ms);
+    if limits.rest_after_ms > 0 {
+        shortest = shortest.min(limits.rest_after_ms * 4);
+    }
     if limits.idle_timeout_ms > 0 {
         shortest = shortest.min(limits.idle_timeout_ms / 2);
     }
