@@ -1,7 +1,7 @@
 //! One client connection: the state machine from the first HTTP byte to the closed socket.
 //!
 //! ```text
-//!   Http ──101──▶ Open ──close handshake / protocol error──▶ Draining ──▶ (dropped)
+//!   Http ──101──▶ Open ⇄ Idle ;  Open ──close handshake / protocol error──▶ Draining ──▶ (dropped)
 //!    │                                                          ▲
 //!    └── any other answer (page, 4xx, 503) ─────────────────────┘
 //! ```
