@@ -1,13 +1,19 @@
 //! One client connection: the state machine from the first HTTP byte to the closed socket.
 //!
 //! ```text
-//!   Http ──101──▶ Open ⇄ Idle ;  Open ──close handshake / protocol error──▶ Draining ──▶ (dropped)
-//!    │                                                          ▲
-//!    └── any other answer (page, 4xx, 503) ─────────────────────┘
+//!            101                silent, nothing buffered
+//!   Http ──────────▶ Open ◀──────────────────────────────▶ Idle
+//!    │                │        next input (or our close)     │
+//!    │                │ close handshake / protocol error     │
+//!    │                ▼                                      │
+//!    └─ other ──▶ Draining ──▶ dropped ◀── EOF, reset ───────┘
+//!       answers
 //! ```
 //! * `Http`: reading the request head (bounded, with a deadline).
 //! * `Open`: a tungstenite `WebSocket` over our `Stream`. Server-initiated closes (idle,
 //!   shutdown, slow consumer) stay in `Open` with a deadline until the peer answers.
+//! * `Idle`: open, silent, and with nothing inside tungstenite: only the socket and its outbox
+//!   are kept; the next input rebuilds the `WebSocket`.
 //! * `Draining`: the last bytes (an HTTP answer, a close frame) go out, then FIN; input is read
 //!   and discarded until the peer closes, so our final bytes are not destroyed by a reset.
 //!
