@@ -116,7 +116,14 @@ impl Outbox {
                 slices[n] = IoSlice::new(&self.tail);
                 n += 1;
             }
-            match w.write_vectored(&slices[..n]) {
+            // A single slice (the common case: one echo or one broadcast frame) goes out with
+            // plain write, which skips the kernel's iovec import.
+            let result = if n == 1 {
+                w.write(&slices[0])
+            } else {
+                w.write_vectored(&slices[..n])
+            };
+            match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => self.advance(written),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
