@@ -1,0 +1,559 @@
+#!/usr/bin/env bash
+# Side-by-side comparison of corecast with its peer servers (issue 5).
+#
+# Every server runs alone, pinned to one core (corecast with --workers 1), driven by loadgen
+# pinned to another core, one server at a time, the same client and the same run for all.
+# Within each measurement the servers take turns (corecast, peer, peer, ..., then again for the
+# next repetition), so slow phases of a noisy machine hit every server alike; the report is the
+# median of the repetitions.
+#
+#   benches/compare.sh                 everything: build, measure, table, JSON, SVG
+#   benches/compare.sh --quick         one repetition, short runs, a smaller idle test
+#   benches/compare.sh --only echo,cpu --servers corecast,fastwebsockets
+#   benches/compare.sh --help
+#
+# Output (default $CARGO_TARGET_DIR/compare, CARGO_TARGET_DIR defaulting to target/):
+#   results.json   medians, every repetition, ratios, the machine and the command
+#   table.md       the table printed at the end
+#   chart.svg      benches/chart.py's rendering of results.json
+#   raw/           loadgen's JSON report and server logs of every single run
+#
+# Needs: cargo, taskset, python3 (stdlib only); node + npm for the node-ws peer (skipped
+# without them). Servers bind 127.0.0.1 ports from --port (default 19100) upward.
+
+set -euo pipefail
+
+ARGS=("$@")
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# ---------------------------------------------------------------------------------------------
+# Options
+
+ALL_TESTS=echo,cpu,latency,idle,broadcast
+ALL_SERVERS=corecast,tokio-tungstenite,fastwebsockets,node-ws
+
+ONLY=$ALL_TESTS
+SERVERS=$ALL_SERVERS
+REPS=3
+DURATION=5          # seconds measured per throughput run
+WARMUP=1            # seconds of unmeasured traffic before it
+OPEN_DURATION=10    # seconds measured per open-loop run (cpu, latency, broadcast)
+ECHO_CASES=100x24,500x24,100x512,500x512,100x16384,500x16384
+CPU_RATE=10000      # msgs/s for the CPU-per-message run (100 connections x 512 B)
+LATENCY_RATE=       # msgs/s for the latency run; default: half the slowest 100x512 peak
+LATENCY_FALLBACK=10000
+IDLE_CONNS=19000
+IDLE_SETTLE=5       # seconds between the end of the ramp and the memory reading
+ROOMS=1000,10000
+BCAST_DELIVERIES=50000   # deliveries/s offered to every room: publish rate = this / members
+BCAST_SIZE=64
+SERVER_CPU=0
+CLIENT_CPU=1
+QUIET_WAIT=60       # seconds to wait for other work on the two cores to calm down
+QUIET_BUSY=20       # percent busy that counts as calm
+BACKGROUND_PCT=-1
+PORT=19100
+BUILD=1
+SYSCALLS=0
+OUT=
+declare -A VARIANT=()   # name -> "binary args..." (started like corecast)
+
+usage() {
+    sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    cat <<EOF
+Options:
+  --quick                 1 repetition, 2 s runs, idle test at 2,000 connections
+  --only LIST             tests to run, from: $ALL_TESTS
+  --servers LIST          servers in order, the first is the baseline of the ratios
+                          [default: $ALL_SERVERS]
+  --variant NAME=CMD      an extra corecast-like server: CMD is "BINARY [ARGS...]", started with
+                          --listen ADDR --workers 1 --stats-interval 0 ARGS (add NAME to --servers)
+  --reps N                repetitions of every measurement [default: $REPS]
+  --duration S            measured seconds per closed-loop run [default: $DURATION]
+  --open-duration S       measured seconds per open-loop run [default: $OPEN_DURATION]
+  --echo-cases LIST       CONNSxBYTES echo throughput cases, 1 message in flight per
+                          connection, or CONNSxBYTES/N for N in flight [default: $ECHO_CASES]
+  --cpu-rate N            msgs/s of the CPU-per-message run [default: $CPU_RATE]
+  --latency-rate N        msgs/s of the latency run [default: half the slowest server's
+                          100x512 echo peak from this run, else $LATENCY_FALLBACK]
+  --idle-conns N          idle connections for the memory test [default: $IDLE_CONNS]
+  --rooms LIST            broadcast room sizes [default: $ROOMS]
+  --bcast-deliveries N    deliveries/s offered per room [default: $BCAST_DELIVERIES]
+  --server-cpu N / --client-cpu N   cores [default: $SERVER_CPU / $CLIENT_CPU]
+  --port N                first port to try [default: $PORT]
+  --quiet-wait S          before each run, wait up to S seconds until the two cores are less
+                          than --quiet-busy percent busy [default: $QUIET_WAIT; 0 disables]
+  --quiet-busy PCT        [default: $QUIET_BUSY]
+  --out DIR               output directory [default: \$CARGO_TARGET_DIR/compare]
+  --syscalls              also count the server's socket and epoll syscalls per message with
+                          perf stat (syscall tracepoints; adds overhead, so not for headline runs)
+  --no-build              use the binaries already built
+EOF
+}
+
+die() { echo "compare: $*" >&2; exit 2; }
+
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --quick) REPS=1 DURATION=2 WARMUP=1 OPEN_DURATION=3 IDLE_CONNS=2000 IDLE_SETTLE=3 ;;
+        --only) ONLY=$2; shift ;;
+        --servers) SERVERS=$2; shift ;;
+        --variant) [[ $2 == *=* ]] || die "--variant wants NAME=CMD"; VARIANT[${2%%=*}]=${2#*=}; shift ;;
+        --reps) REPS=$2; shift ;;
+        --duration) DURATION=$2; shift ;;
+        --open-duration) OPEN_DURATION=$2; shift ;;
+        --echo-cases) ECHO_CASES=$2; shift ;;
+        --cpu-rate) CPU_RATE=$2; shift ;;
+        --latency-rate) LATENCY_RATE=$2; shift ;;
+        --idle-conns) IDLE_CONNS=$2; shift ;;
+        --rooms) ROOMS=$2; shift ;;
+        --bcast-deliveries) BCAST_DELIVERIES=$2; shift ;;
+        --server-cpu) SERVER_CPU=$2; shift ;;
+        --client-cpu) CLIENT_CPU=$2; shift ;;
+        --port) PORT=$2; shift ;;
+        --quiet-wait) QUIET_WAIT=$2; shift ;;
+        --quiet-busy) QUIET_BUSY=$2; shift ;;
+        --out) OUT=$2; shift ;;
+        --no-build) BUILD=0 ;;
+        --syscalls) SYSCALLS=1 ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown option $1 (see --help)" ;;
+    esac
+    shift
+done
+
+for t in ${ONLY//,/ }; do
+    [[ ,$ALL_TESTS, == *,$t,* ]] || die "unknown test $t (tests: $ALL_TESTS)"
+done
+wants() { [[ ,$ONLY, == *,$1,* ]]; }
+
+# Cargo resolves a relative CARGO_TARGET_DIR against the directory it runs in; we build from
+# $ROOT, so resolve it there too.
+TARGET=${CARGO_TARGET_DIR:-target}
+[[ $TARGET == /* ]] || TARGET=$ROOT/$TARGET
+PEERS_TARGET=$ROOT/benches/peers/target
+[[ -n ${CARGO_TARGET_DIR:-} ]] && PEERS_TARGET=$TARGET/peers
+OUT=${OUT:-$TARGET/compare}
+RAW=$OUT/raw
+BIN=$TARGET/release
+CLK_TCK=$(getconf CLK_TCK)
+PAGE=$(getconf PAGESIZE)
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# Servers
+
+read -r -a SERVER_LIST <<<"${SERVERS//,/ }"
+NODE=1
+command -v node >/dev/null && command -v npm >/dev/null || NODE=0
+
+server_known() {
+    case $1 in
+        corecast|tokio-tungstenite|fastwebsockets|node-ws) return 0 ;;
+        *) [[ -n ${VARIANT[$1]:-} ]] ;;
+    esac
+}
+for s in "${SERVER_LIST[@]}"; do
+    server_known "$s" || die "unknown server $s (define it with --variant $s=CMD)"
+done
+if [[ $NODE == 0 && ,$SERVERS, == *,node-ws,* ]]; then
+    log "node or npm not found: skipping node-ws"
+    SERVER_LIST=("${SERVER_LIST[@]/node-ws}")
+    read -r -a SERVER_LIST <<<"${SERVER_LIST[*]}"
+fi
+[[ ${#SERVER_LIST[@]} -gt 0 ]] || die "no server to measure"
+
+wants_server() { [[ " ${SERVER_LIST[*]} " == *" $1 "* ]]; }
+
+build() {
+    cd "$ROOT"
+    log "building corecast and loadgen (target $TARGET)"
+    cargo build --release --quiet
+    cargo build --release --quiet -p loadgen
+    if wants_server tokio-tungstenite || wants_server fastwebsockets; then
+        log "building the peers (target $PEERS_TARGET)"
+        (cd benches/peers && CARGO_TARGET_DIR=$PEERS_TARGET cargo build --release --quiet)
+    fi
+    if wants_server node-ws && [[ ! -d benches/peers/node-ws/node_modules/ws ]]; then
+        log "installing ws for node-ws"
+        (cd benches/peers/node-ws && npm install --no-audit --no-fund --silent)
+    fi
+}
+
+# The command line of server $1 listening on $2 (an address), one word per line.
+server_cmd() {
+    local name=$1 addr=$2
+    case $name in
+        corecast) printf '%s\n' "$BIN/corecast" --listen "$addr" --workers 1 --stats-interval 0 ;;
+        tokio-tungstenite) printf '%s\n' "$PEERS_TARGET/release/peer-tokio-tungstenite" --listen "$addr" ;;
+        fastwebsockets) printf '%s\n' "$PEERS_TARGET/release/peer-fastwebsockets" --listen "$addr" ;;
+        node-ws) printf '%s\n' node "$ROOT/benches/peers/node-ws/server.js" --listen "$addr" ;;
+        *)
+            local words
+            read -r -a words <<<"${VARIANT[$name]}"
+            printf '%s\n' "${words[0]}" --listen "$addr" --workers 1 --stats-interval 0 "${words[@]:1}"
+            ;;
+    esac
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Every server gets a fresh port, so nothing of an earlier run (TIME_WAIT, late packets) meets it.
+next_port() {
+    PORT=$((PORT + 1))
+    while port_busy "$PORT"; do PORT=$((PORT + 1)); done
+}
+
+SERVER_PID=
+LOADGEN_PID=
+cleanup() {
+    local pid
+    for pid in $LOADGEN_PID $SERVER_PID; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in $LOADGEN_PID $SERVER_PID; do
+        wait "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Starts server $1 pinned to $SERVER_CPU on a fresh port; sets SERVER_PID and ADDR.
+start_server() {
+    local name=$1 log=$2 cmd
+    next_port
+    ADDR=127.0.0.1:$PORT
+    mapfile -t cmd < <(server_cmd "$name" "$ADDR")
+    taskset -c "$SERVER_CPU" "${cmd[@]}" >"$log" 2>&1 &
+    SERVER_PID=$!
+    local i
+    for i in $(seq 100); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            wait "$SERVER_PID" || true
+            SERVER_PID=
+            log "$name failed to start (see $log)"
+            return 1
+        fi
+        port_busy "$PORT" && return 0
+        sleep 0.1
+    done
+    log "$name did not listen on $ADDR within 10 s"
+    stop_server
+    return 1
+}
+
+# SIGTERM (graceful in corecast, immediate in the peers), then SIGKILL after 10 s.
+stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    local i
+    for i in $(seq 100); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
+
+# utime + stime of process $1 (all threads), in clock ticks, into TICKS (0 once it is gone).
+# Builtins only (no fork): these run while a measurement is in progress. The command name in
+# field 2 may contain spaces, so fields are counted after its closing parenthesis.
+cpu_ticks() {
+    local line f
+    TICKS=0
+    read -r line 2>/dev/null <"/proc/$1/stat" || return 0
+    read -r -a f <<<"${line##*) }"
+    TICKS=$((f[11] + f[12]))
+}
+
+# Busy jiffies (all but idle and iowait) of cores $SERVER_CPU and $CLIENT_CPU, into BUSY.
+cores_busy() {
+    local name user nice sys idle iowait irq softirq steal rest
+    BUSY=0
+    while read -r name user nice sys idle iowait irq softirq steal rest; do
+        if [[ $name == "cpu$SERVER_CPU" || $name == "cpu$CLIENT_CPU" ]]; then
+            BUSY=$((BUSY + user + nice + sys + irq + softirq + steal))
+        fi
+    done </proc/stat
+}
+
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+sock_pages() { awk '/^TCP:/ { for (i = 1; i < NF; i++) if ($i == "mem") print $(i + 1) }' /proc/net/sockstat; }
+slab_kb() { awk '/^Slab:/ { print $2 }' /proc/meminfo; }
+
+# The machine is shared: before each run, wait (up to $QUIET_WAIT s) until the two cores are
+# less than $QUIET_BUSY% busy over one second with nothing of ours running.
+wait_quiet() {
+    [[ $QUIET_WAIT -gt 0 ]] || return 0
+    local waited=0 b0 b1 pct
+    while :; do
+        cores_busy
+        b0=$BUSY
+        sleep 1
+        cores_busy
+        b1=$BUSY
+        pct=$(( (b1 - b0) * 100 / (2 * CLK_TCK) ))
+        [[ $pct -lt $QUIET_BUSY ]] && break
+        if [[ $waited -ge $QUIET_WAIT ]]; then
+            log "cores $SERVER_CPU,$CLIENT_CPU still ${pct}% busy with other work after ${waited}s: measuring anyway"
+            break
+        fi
+        [[ $waited -eq 0 ]] && log "cores $SERVER_CPU,$CLIENT_CPU ${pct}% busy with other work: waiting"
+        sleep 2
+        waited=$((waited + 3))
+    done
+    BACKGROUND_PCT=$pct
+}
+
+# User + system seconds of this shell's reaped children (bash's `times`, second line). Read
+# around a `wait` for loadgen it is loadgen's CPU time (servers are reaped only after it).
+# Sets CHILDREN_CPU; must run in this shell, not in a $(...) subshell.
+children_cpu() {
+    times >"$RAW/.times"
+    CHILDREN_CPU=$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); t += p[1] * 60 + p[2] } print t }' "$RAW/.times")
+}
+
+# Starts loadgen in the background pinned to $CLIENT_CPU with one thread; $1 names the run, the
+# rest are its options. Sets LOADGEN_PID.
+loadgen_start() {
+    local run=$1
+    shift
+    : >"$RAW/$run.progress"  # exists before loadgen starts, for watch_traffic
+    children_cpu  # before the start: bash may reap loadgen before loadgen_wait runs
+    CHILDREN_CPU_BEFORE=$CHILDREN_CPU
+    taskset -c "$CLIENT_CPU" "$BIN/loadgen" --cpus "$CLIENT_CPU" --threads 1 \
+        --json "$RAW/$run.json" "$@" >"$RAW/$run.txt" 2>"$RAW/$run.progress" &
+    LOADGEN_PID=$!
+    LOADGEN_T0=$EPOCHREALTIME
+}
+
+# Waits for loadgen; sets CLIENT_CPU_S to the CPU seconds it used and WALL_S to its run time.
+loadgen_wait() {
+    local run=$1 rc=0
+    wait "$LOADGEN_PID" || rc=$?
+    LOADGEN_PID=
+    children_cpu
+    CLIENT_CPU_S=$(awk -v a="$CHILDREN_CPU_BEFORE" -v b="$CHILDREN_CPU" 'BEGIN { printf "%.3f", b - a }')
+    WALL_S=$(awk -v a="$LOADGEN_T0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
+    [[ $rc -le 1 ]] || log "loadgen exited with $rc for $run (see $RAW/$run.progress)"
+    return 0
+}
+
+# While loadgen runs: at each of its progress lines in the traffic phase (every 2 s, with the
+# count of messages received so far), sample the CPU time of the server and of loadgen and the
+# busy time of both cores into RAW/<run>.samples ("time server_ticks loadgen_ticks cores_busy
+# received"). The first and last samples bound a window that excludes the ramp (handshakes)
+# and the end of the run (closes), so CPU per message counts traffic only. Builtins only, and
+# an idle wait on a FIFO instead of `sleep`, so the runner itself stays off the two cores.
+watch_traffic() {
+    local run=$1 line partial= received
+    local samples=$RAW/$run.samples
+    : >"$samples"
+    [[ -p $RAW/.tick ]] || mkfifo "$RAW/.tick"
+    exec 4<"$RAW/$run.progress" 5<>"$RAW/.tick"
+    while kill -0 "$LOADGEN_PID" 2>/dev/null; do
+        while IFS= read -r line <&4; do
+            line=$partial$line
+            partial=
+            if [[ $line == *"] traffic:"* && $line =~ received\ ([0-9]+) ]]; then
+                received=${BASH_REMATCH[1]}
+                cpu_ticks "$SERVER_PID"
+                local st=$TICKS
+                cpu_ticks "$LOADGEN_PID"
+                cores_busy
+                echo "$EPOCHREALTIME $st $TICKS $BUSY $received" >>"$samples"
+            fi
+        done
+        partial+=$line  # a line still being written
+        read -r -t 0.05 -u 5 _ || true
+    done
+    exec 4<&- 5<&-
+}
+
+# Syscalls counted with --syscalls: every way these servers read, write and wait.
+SYSCALL_EVENTS=$(printf 'syscalls:sys_enter_%s,' read readv recvfrom recvmsg write writev sendto \
+    sendmsg epoll_wait epoll_pwait epoll_pwait2 epoll_ctl)
+SYSCALL_EVENTS=${SYSCALL_EVENTS%,}
+
+# Appends one measurement to runs.jsonl: test, server, rep, then KEY=NUMBER pairs.
+record() {
+    local test=$1 server=$2 rep=$3 run=$4
+    shift 4
+    local fields="\"test\":\"$test\",\"server\":\"$server\",\"rep\":$rep,\"run\":\"$run\""
+    local kv
+    for kv in "$@"; do fields+=",\"${kv%%=*}\":${kv#*=}"; done
+    echo "{$fields}" >>"$RAW/runs.jsonl"
+}
+
+# One loadgen run against a fresh server, with the server's CPU time around it.
+# $1 test, $2 server, $3 rep, then loadgen options (without --url: $URL_PATH is appended).
+measure() {
+    local test=$1 server=$2 rep=$3
+    shift 3
+    local run=$test.$server.$rep
+    wait_quiet
+    start_server "$server" "$RAW/$run.server.log" || { record "$test" "$server" "$rep" "$run" failed=1; return; }
+    local t0 t1 c0 c1
+    cpu_ticks "$SERVER_PID"
+    t0=$TICKS
+    cores_busy
+    c0=$BUSY
+    local perf_pid=
+    if [[ $SYSCALLS == 1 ]]; then
+        perf stat -x, -o "$RAW/$run.syscalls" -e "$SYSCALL_EVENTS" -p "$SERVER_PID" &
+        perf_pid=$!
+    fi
+    loadgen_start "$run" --url "ws://$ADDR$URL_PATH" "$@"
+    watch_traffic "$run"
+    loadgen_wait "$run"
+    if [[ -n $perf_pid ]]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+    fi
+    cpu_ticks "$SERVER_PID"
+    t1=$TICKS
+    cores_busy
+    c1=$BUSY
+    stop_server
+    record "$test" "$server" "$rep" "$run" cpu_ticks=$((t1 - t0)) \
+        client_cpu_s="$CLIENT_CPU_S" wall_s="$WALL_S" cores_ticks=$((c1 - c0)) \
+        background_pct_before="$BACKGROUND_PCT"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+
+test_echo() {
+    local case conns size inflight name rep s
+    for case in ${ECHO_CASES//,/ }; do
+        # CONNSxBYTES, or CONNSxBYTES/INFLIGHT for more than one message in flight.
+        inflight=1 name=echo_${case%/*}
+        if [[ $case == */* ]]; then
+            inflight=${case#*/} name=echo_${case%/*}_if$inflight
+        fi
+        case=${case%/*}
+        conns=${case%x*} size=${case#*x}
+        for rep in $(seq "$REPS"); do
+            for s in "${SERVER_LIST[@]}"; do
+                log "echo $conns x $size B, closed loop, $inflight in flight: $s (rep $rep/$REPS)"
+                URL_PATH=/echo measure "$name" "$s" "$rep" \
+                    --conns "$conns" --size "$size" --rate max --inflight "$inflight" \
+                    --duration "${DURATION}s" --warmup "${WARMUP}s"
+            done
+        done
+    done
+}
+
+test_cpu() {
+    local rep s
+    for rep in $(seq "$REPS"); do
+        for s in "${SERVER_LIST[@]}"; do
+            log "CPU per message at $CPU_RATE msg/s (100 x 512 B, open loop): $s (rep $rep/$REPS)"
+            URL_PATH=/echo measure cpu "$s" "$rep" --conns 100 --size 512 --rate "$CPU_RATE" \
+                --duration "${OPEN_DURATION}s" --warmup "${WARMUP}s"
+        done
+    done
+}
+
+test_latency() {
+    local rate=$LATENCY_RATE rep s
+    if [[ -z $rate ]]; then
+        rate=$(python3 "$ROOT/benches/compare/summarize.py" half-slowest-peak "$RAW" echo_100x512 || true)
+        if [[ -z $rate ]]; then
+            rate=$LATENCY_FALLBACK
+            log "no 100x512 echo peak in this run: latency at the fallback $rate msg/s"
+        fi
+    fi
+    for rep in $(seq "$REPS"); do
+        for s in "${SERVER_LIST[@]}"; do
+            log "latency at $rate msg/s (100 x 512 B, open loop): $s (rep $rep/$REPS)"
+            URL_PATH=/echo measure latency "$s" "$rep" --conns 100 --size 512 --rate "$rate" \
+                --duration "${OPEN_DURATION}s" --warmup 2s
+        done
+    done
+}
+
+# Idle memory: ramp IDLE_CONNS upgraded connections, let them rest, read the server's RSS.
+# loadgen has no idle mode; a run with --rate 0.000001 sends exactly one message (its first
+# slot, at the start of the traffic window) and then nothing for the rest of the window.
+test_idle() {
+    local rep s run base_rss base_sock base_slab rss sock slab i
+    local window=$((IDLE_SETTLE + 15))
+    for rep in $(seq "$REPS"); do
+        for s in "${SERVER_LIST[@]}"; do
+            log "idle memory at $IDLE_CONNS connections: $s (rep $rep/$REPS)"
+            run=idle.$s.$rep
+            wait_quiet
+            start_server "$s" "$RAW/$run.server.log" || { record idle "$s" "$rep" "$run" failed=1; continue; }
+            sleep 1
+            base_rss=$(rss_kb "$SERVER_PID") base_sock=$(sock_pages) base_slab=$(slab_kb)
+            loadgen_start "$run" --url "ws://$ADDR/echo" --conns "$IDLE_CONNS" \
+                --connect-rate 2500 --connect-timeout 30s --size 64 --rate 0.000001 \
+                --duration "${window}s"
+            # Progress lines come every 2 s; "traffic:" means every connection is upgraded.
+            for i in $(seq 600); do
+                grep -q '] traffic:' "$RAW/$run.progress" 2>/dev/null && break
+                kill -0 "$LOADGEN_PID" 2>/dev/null || break
+                sleep 0.2
+            done
+            sleep "$IDLE_SETTLE"
+            rss=$(rss_kb "$SERVER_PID") sock=$(sock_pages) slab=$(slab_kb)
+            loadgen_wait "$run"
+            stop_server
+            record idle "$s" "$rep" "$run" rss_base_kb="$base_rss" rss_kb="$rss" \
+                sock_pages_base="$base_sock" sock_pages="$sock" page="$PAGE" \
+                slab_base_kb="$base_slab" slab_kb="$slab"
+        done
+    done
+}
+
+test_broadcast() {
+    local members rate rep s
+    for members in ${ROOMS//,/ }; do
+        rate=$(python3 -c "print(f'{$BCAST_DELIVERIES / $members:g}')")
+        for rep in $(seq "$REPS"); do
+            for s in "${SERVER_LIST[@]}"; do
+                log "broadcast: room of $members, 1 publisher at $rate msg/s: $s (rep $rep/$REPS)"
+                URL_PATH=/broadcast/bench measure "bcast_$members" "$s" "$rep" --mode broadcast \
+                    --publishers 1 --conns "$members" --size "$BCAST_SIZE" --rate "$rate" \
+                    --connect-rate 2500 --duration "${OPEN_DURATION}s" --warmup "${WARMUP}s"
+            done
+        done
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+
+# The whole run is one function, read before it starts: editing this file during a run is safe.
+main() {
+    [[ $BUILD == 1 ]] && build
+    if [[ $SYSCALLS == 1 ]] && ! perf stat -e syscalls:sys_enter_read true >/dev/null 2>&1; then
+        die "--syscalls needs perf with syscall tracepoints"
+    fi
+    for b in "$BIN/corecast" "$BIN/loadgen"; do
+        [[ -x $b ]] || die "$b is missing: build first (or drop --no-build)"
+    done
+    mkdir -p "$RAW"
+    rm -f "$RAW"/*
+    started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    log "servers: ${SERVER_LIST[*]}; tests: $ONLY; $REPS repetition(s); output $OUT"
+
+    wants echo && test_echo
+    wants cpu && test_cpu
+    wants latency && test_latency
+    wants idle && test_idle
+    wants broadcast && test_broadcast
+
+    variants=()
+    for name in "${!VARIANT[@]}"; do variants+=(--variant "$name=${VARIANT[$name]}"); done
+    python3 "$ROOT/benches/compare/summarize.py" summarize "$RAW" "$OUT" \
+        --servers "$(IFS=,; echo "${SERVER_LIST[*]}")" --clk-tck "$CLK_TCK" --started "$started" \
+        --command "benches/compare.sh ${ARGS[*]}" --root "$ROOT" "${variants[@]}"
+    python3 "$ROOT/benches/chart.py" "$OUT/results.json" "$OUT/chart.svg"
+    log "wrote $OUT/results.json, $OUT/table.md, $OUT/chart.svg"
+}
+
+main; exit

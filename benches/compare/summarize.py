@@ -1,0 +1,478 @@
+#!/usr/bin/env python3
+"""Turns the raw runs of benches/compare.sh into results.json and a Markdown table.
+
+    summarize.py summarize RAW OUT --servers a,b,c --clk-tck 100 [--started T] [--command C]
+    summarize.py half-slowest-peak RAW TEST     half the lowest median msgs/s of TEST, or nothing
+
+RAW holds runs.jsonl (one line per measurement: test, server, rep, run, and what the runner read
+from /proc) and loadgen's JSON report of each run (RAW/<run>.json). Every figure is the median of
+the repetitions; ratios are a server's median divided by the baseline's (the first server).
+Python 3 standard library only.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+
+def load_runs(raw):
+    runs = []
+    path = os.path.join(raw, "runs.jsonl")
+    if not os.path.exists(path):
+        return runs
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            r = json.loads(line)
+            report = os.path.join(raw, r["run"] + ".json")
+            r["report"] = None
+            if os.path.exists(report):
+                with open(report) as rf:
+                    r["report"] = json.load(rf)
+            r["window"] = traffic_window(os.path.join(raw, r["run"] + ".samples"))
+            r["syscalls"] = syscall_counts(os.path.join(raw, r["run"] + ".syscalls"))
+            runs.append(r)
+    return runs
+
+
+SYSCALL_GROUPS = {
+    "reads": ("read", "readv", "recvfrom", "recvmsg"),
+    "writes": ("write", "writev", "sendto", "sendmsg"),
+    "polls": ("epoll_wait", "epoll_pwait", "epoll_pwait2"),
+    "epoll_ctl": ("epoll_ctl",),
+}
+
+
+def syscall_counts(path):
+    """perf stat -x, output of compare.sh --syscalls, grouped; None without one."""
+    if not os.path.exists(path):
+        return None
+    counts = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.strip().split(",")
+            if len(parts) > 2 and parts[2].startswith("syscalls:sys_enter_") and parts[0].isdigit():
+                counts[parts[2][len("syscalls:sys_enter_"):]] = int(parts[0])
+    if not counts:
+        return None
+    return {g: sum(counts.get(n, 0) for n in names) for g, names in SYSCALL_GROUPS.items()}
+
+
+def per_message_syscalls(group):
+    """Syscalls of `group` per message loadgen received, over the whole run."""
+    def extract(run):
+        sc, rep = run.get("syscalls"), run["report"]
+        if not sc or not rep or not rep["messages"]["received"]:
+            return None
+        return sc[group] / rep["messages"]["received"]
+    return extract
+
+
+def traffic_window(path):
+    """Differences between the first and last sample the runner took at loadgen's progress
+    lines during the traffic phase (see watch_traffic in compare.sh), or None."""
+    if not os.path.exists(path):
+        return None
+    rows = []
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 5:
+                rows.append([float(parts[0])] + [int(p) for p in parts[1:]])
+    if len(rows) < 2:
+        return None
+    a, b = rows[0], rows[-1]
+    w = {"seconds": b[0] - a[0], "server_ticks": b[1] - a[1], "client_ticks": b[2] - a[2],
+         "cores_ticks": b[3] - a[3], "received": b[4] - a[4]}
+    return w if w["seconds"] > 0 and w["received"] > 0 else None
+
+
+def cpu_us(run, clk_tck):
+    if "cpu_ticks" not in run:
+        return None
+    return run["cpu_ticks"] * 1e6 / clk_tck
+
+
+def per_message(run, clk_tck):
+    """Server CPU µs per message received by loadgen: over the traffic window when the runner
+    sampled one, else over the whole loadgen run (ramp and closes included)."""
+    w = run.get("window")
+    if w:
+        return w["server_ticks"] * 1e6 / clk_tck / w["received"]
+    rep = run["report"]
+    us = cpu_us(run, clk_tck)
+    if rep is None or us is None or rep["messages"]["received"] == 0:
+        return None
+    return us / rep["messages"]["received"]
+
+
+def busy(run, clk_tck):
+    """Share of one core the server used during the traffic window (else the whole run)."""
+    w = run.get("window")
+    if w:
+        return w["server_ticks"] / clk_tck / w["seconds"]
+    us = cpu_us(run, clk_tck)
+    return us / 1e6 / run["wall_s"] if us is not None and run.get("wall_s") else None
+
+
+def client_busy(run, clk_tck):
+    """Share of one core loadgen used during the traffic window (else its whole run)."""
+    w = run.get("window")
+    if w:
+        return w["client_ticks"] / clk_tck / w["seconds"]
+    return run["client_cpu_s"] / run["wall_s"] if run.get("wall_s") and "client_cpu_s" in run else None
+
+
+def interference(run, clk_tck):
+    """Share of the two measured cores (of 2 cores' worth of time) used by anything other than
+    the server and loadgen during the run: other people's work on a shared machine."""
+    w = run.get("window")
+    if w:
+        other = (w["cores_ticks"] - w["server_ticks"] - w["client_ticks"]) / clk_tck
+        return max(0.0, other) / (2 * w["seconds"])
+    if "cores_ticks" not in run or not run.get("wall_s"):
+        return None
+    other = run["cores_ticks"] / clk_tck - run["cpu_ticks"] / clk_tck - run["client_cpu_s"]
+    return max(0.0, other) / (2 * run["wall_s"])
+
+
+def sustained(run):
+    """Deliveries per second over the time they really took: every delivery of the run divided
+    by (warmup + duration + the latest delivery's lateness). Equals the offered rate when the
+    server keeps up, and shows the rate it really managed when it falls behind (loadgen's own
+    rate.received counts late deliveries as if they had arrived in the window)."""
+    rep = run["report"]
+    if rep is None:
+        return None
+    span = rep["warmup_s"] + rep["duration_s"] + rep["latency_us"]["max"] / 1e6
+    return rep["messages"]["received"] / span
+
+
+def fmt_ratio(n):
+    return "–" if n is None else f"{n:.3f}"
+
+
+def fmt_pct(n):
+    return "–" if n is None else f"{n * 100:.0f}%"
+
+
+def fmt_bytes(n):
+    if n is None:
+        return "–"
+    if abs(n) >= 10 * 1024:
+        return f"{n / 1024:,.0f} KiB"
+    if abs(n) >= 1024:
+        return f"{n / 1024:,.1f} KiB"
+    return f"{n:,.0f} B"
+
+
+def fmt_us(n):
+    if n is None:
+        return "–"
+    if n >= 10_000:
+        return f"{n / 1000:,.0f} ms"
+    if n >= 1000:
+        return f"{n / 1000:,.2f} ms"
+    return f"{n:,.0f} µs"
+
+
+def fmt_rate(n):
+    if n is None:
+        return "–"
+    if n >= 1e6:
+        return f"{n / 1e6:,.2f} M/s"
+    if n >= 1e3:
+        return f"{n / 1e3:,.1f} k/s"
+    return f"{n:,.0f} /s"
+
+
+def fmt_cpu(n):
+    return "–" if n is None else f"{n:,.2f} µs"
+
+
+FORMATS = {"rate": fmt_rate, "us": fmt_us, "bytes": fmt_bytes, "cpu": fmt_cpu, "pct": fmt_pct, "ratio": fmt_ratio}
+
+
+class Metric:
+    """One row of the table: how to read a value out of one run."""
+
+    def __init__(self, test, key, label, unit, fmt, better, extract, headline=True):
+        self.test, self.key, self.label, self.unit = test, key, label, unit
+        self.fmt, self.better, self.extract, self.headline = fmt, better, extract, headline
+
+    @property
+    def id(self):
+        return f"{self.test}.{self.key}"
+
+
+def metrics_for(tests, runs, clk_tck):
+    """The metrics of the tests present in this run, in table order."""
+    ms = []
+    rate_of = lambda r: r["report"] and r["report"]["rate"]["received"]
+    lat = lambda q: (lambda r: r["report"] and r["report"]["latency_us"][q])
+    pm = lambda r: per_message(r, clk_tck)
+
+    def offered(test):
+        rates = [
+            r["report"]["rate"]["offered"]
+            for r in runs
+            if r["test"] == test and r["report"] and r["report"]["rate"]["offered"]
+        ]
+        return f"{statistics.median(rates):,.0f} msg/s" if rates else "?"
+
+    def echo_case(t):
+        """echo_100x512 -> (100, 512, 1); echo_100x512_if8 -> (100, 512, 8)."""
+        spec, _, inflight = t[len("echo_"):].partition("_if")
+        conns, size = spec.split("x")
+        return int(conns), int(size), int(inflight or 1)
+
+    def echo_key(t):
+        conns, size, inflight = echo_case(t)
+        return (inflight, size, conns)
+
+    def echo_name(t):
+        conns, size, inflight = echo_case(t)
+        more = f", {inflight} in flight" if inflight > 1 else ""
+        return f"{conns} × {fmt_bytes(size)}{more}"
+
+    echoes = sorted((t for t in tests if t.startswith("echo_")), key=echo_key)
+    for t in echoes:
+        ms.append(Metric(t, "msgs_per_s", f"Echo throughput, {echo_name(t).replace(' × ', ' conns × ', 1)}",
+                         "msg/s", "rate", "higher", rate_of))
+    for t in echoes:
+        ms.append(Metric(t, "cpu_us_per_msg", f"Server CPU per msg at saturation, {echo_name(t)}",
+                         "µs", "cpu", "lower", pm, headline=False))
+    for t in echoes:
+        ms.append(Metric(t, "server_busy", f"Server core busy, {echo_name(t)} (CPU s / wall s)",
+                         "", "pct", "none", lambda r: busy(r, clk_tck), headline=False))
+        ms.append(Metric(t, "client_busy", f"loadgen core busy, {echo_name(t)} (CPU s / wall s)",
+                         "", "pct", "none", lambda r: client_busy(r, clk_tck), headline=False))
+    if "cpu" in tests:
+        ms.append(Metric("cpu", "cpu_us_per_msg",
+                         f"Server CPU per echoed msg at {offered('cpu')} (100 × 512 B)",
+                         "µs", "cpu", "lower", pm))
+    if "latency" in tests:
+        at = offered("latency")
+        for q, name in (("p50", "p50"), ("p99", "p99"), ("p99_9", "p99.9")):
+            ms.append(Metric("latency", q, f"Echo latency {name} at {at} (100 × 512 B)",
+                             "µs", "us", "lower", lat(q)))
+        ms.append(Metric("latency", "cpu_us_per_msg", f"Server CPU per msg at {at}",
+                         "µs", "cpu", "lower", pm, headline=False))
+    if "idle" in tests:
+        def conns(r):
+            return r["report"]["connections"]["established"] if r["report"] else 0
+
+        def rss(r):
+            n = conns(r)
+            return (r["rss_kb"] - r["rss_base_kb"]) * 1024 / n if n and "rss_kb" in r else None
+
+        def sock(r):
+            n = conns(r)
+            return (r["sock_pages"] - r["sock_pages_base"]) * r["page"] / n if n and "sock_pages" in r else None
+
+        def slab(r):
+            n = conns(r)
+            return (r["slab_kb"] - r["slab_base_kb"]) * 1024 / n if n and "slab_kb" in r else None
+
+        n = max((conns(r) for r in runs if r["test"] == "idle"), default=0)
+        ms.append(Metric("idle", "rss_per_conn", f"Idle server RSS per connection ({n:,} conns)",
+                         "B", "bytes", "lower", rss))
+        ms.append(Metric("idle", "kernel_sock_per_pair",
+                         "Kernel TCP buffer memory per idle pair (sockstat, both ends)",
+                         "B", "bytes", "lower", sock))
+        ms.append(Metric("idle", "kernel_slab_per_pair",
+                         "Kernel slab per idle pair (/proc/meminfo Slab, both ends, machine-wide)",
+                         "B", "bytes", "lower", slab, headline=False))
+    for t in sorted((t for t in tests if t.startswith("bcast_")), key=lambda t: int(t[6:])):
+        members = int(t[len("bcast_"):])
+        at = offered(t)
+        ms.append(Metric(t, "deliveries_per_s", f"Broadcast, room of {members:,}, 1 publisher at {at}: deliveries",
+                         "deliveries/s", "rate", "higher", sustained))
+        ms.append(Metric(t, "p50", f"Broadcast, room of {members:,}: fan-out latency p50",
+                         "µs", "us", "lower", lat("p50"), headline=False))
+        ms.append(Metric(t, "p99", f"Broadcast, room of {members:,}: fan-out latency p99",
+                         "µs", "us", "lower", lat("p99")))
+        ms.append(Metric(t, "cpu_us_per_delivery", f"Broadcast, room of {members:,}: server CPU per delivery",
+                         "µs", "cpu", "lower", pm))
+        ms.append(Metric(t, "client_busy", f"Broadcast, room of {members:,}: loadgen core busy",
+                         "", "pct", "none", lambda r: client_busy(r, clk_tck), headline=False))
+    if any(r.get("syscalls") for r in runs):
+        for t in tests:
+            if t == "idle":
+                continue
+            for g in SYSCALL_GROUPS:
+                ms.append(Metric(t, f"{g}_per_msg", f"{t}: {g} syscalls per message",
+                                 "", "ratio", "lower", per_message_syscalls(g), headline=False))
+    for t in tests:
+        if t == "idle":
+            continue
+        ms.append(Metric(t, "interference", f"{t}: other work on the two measured cores",
+                         "", "pct", "none", lambda r: interference(r, clk_tck), headline=False))
+    return ms
+
+
+def run_ok(r):
+    return bool(r["report"]) and r["report"]["ok"] and not r.get("failed")
+
+
+def summarize(args):
+    runs = load_runs(args.raw)
+    servers = args.servers.split(",")
+    base = servers[0]
+    tests = sorted({r["test"] for r in runs})
+    ms = metrics_for(tests, runs, args.clk_tck)
+    out_metrics = []
+    for m in ms:
+        values = {}
+        for s in servers:
+            rs = sorted((r for r in runs if r["test"] == m.test and r["server"] == s), key=lambda r: r["rep"])
+            if not rs:
+                continue
+            vals = []
+            for r in rs:
+                try:
+                    v = m.extract(r) if r["report"] else None
+                except (KeyError, TypeError, ZeroDivisionError):
+                    v = None
+                vals.append(v)
+            good = [v for v in vals if v is not None]
+            values[s] = {
+                "median": statistics.median(good) if good else None,
+                "runs": vals,
+                "clean": all(run_ok(r) for r in rs),
+            }
+        b = values.get(base, {}).get("median")
+        ratios = {
+            s: (v["median"] / b if b and v["median"] is not None else None) for s, v in values.items()
+        }
+        out_metrics.append({
+            "id": m.id, "test": m.test, "key": m.key, "label": m.label, "unit": m.unit,
+            "format": m.fmt, "better": m.better, "headline": m.headline,
+            "values": values, "ratio_to_baseline": ratios,
+        })
+
+    def sh(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    model = None
+    for line in (sh(["lscpu"]) or "").splitlines():
+        if line.startswith("Model name:"):
+            model = line.split(":", 1)[1].strip()
+    with open("/proc/loadavg") as f:
+        loadavg = f.read().split()[:3]
+    results = {
+        "started": args.started,
+        "command": args.command,
+        "git": sh(["git", "-C", args.root, "describe", "--always", "--dirty"]),
+        "machine": {
+            "nproc": os.cpu_count(),
+            "cpu_model": model,
+            "kernel": platform.release(),
+            "loadavg_at_end": loadavg,
+        },
+        "servers": servers,
+        "baseline": base,
+        "variants": dict(v.split("=", 1) for v in args.variant),
+        "clk_tck": args.clk_tck,
+        "metrics": out_metrics,
+    }
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
+    table = render_table(results)
+    with open(os.path.join(args.out, "table.md"), "w") as f:
+        f.write(table)
+    print(table, end="")
+
+
+def render_table(results, headline_only=False):
+    servers = results["servers"]
+    base = results["baseline"]
+    lines = [
+        "| measurement | " + " | ".join(servers) + " |",
+        "|---|" + "---:|" * len(servers),
+    ]
+    for m in results["metrics"]:
+        if headline_only and not m["headline"]:
+            continue
+        fmt = FORMATS[m["format"]]
+        cells = []
+        for s in servers:
+            v = m["values"].get(s)
+            if v is None:
+                cells.append("")
+                continue
+            text = fmt(v["median"])
+            r = m["ratio_to_baseline"].get(s)
+            if s != base and r is not None and m["better"] != "none":
+                text += f" ({r:.2f}×)"
+            if not v["clean"]:
+                text += " †"
+            cells.append(text)
+        lines.append(f"| {m['label']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"Medians of {max_reps(results)} repetition(s); (n×) = the server's figure divided "
+                 f"by {base}'s; † = at least one repetition lost messages or connections "
+                 "(see raw/).")
+    return "\n".join(lines) + "\n"
+
+
+def max_reps(results):
+    return max((len(v["runs"]) for m in results["metrics"] for v in m["values"].values()), default=0)
+
+
+def half_slowest_peak(args):
+    runs = [r for r in load_runs(args.raw) if r["test"] == args.test and r["report"]]
+    by_server = {}
+    for r in runs:
+        by_server.setdefault(r["server"], []).append(r["report"]["rate"]["received"])
+    if not by_server:
+        return 1
+    slowest = min(statistics.median(v) for v in by_server.values())
+    if slowest <= 0:
+        return 1
+    print(int(slowest / 2))
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("summarize")
+    s.add_argument("raw")
+    s.add_argument("out")
+    s.add_argument("--servers", required=True)
+    s.add_argument("--clk-tck", type=int, required=True)
+    s.add_argument("--started")
+    s.add_argument("--command")
+    s.add_argument("--root", default=".")
+    s.add_argument("--variant", action="append", default=[])
+    h = sub.add_parser("half-slowest-peak")
+    h.add_argument("raw")
+    h.add_argument("test")
+    t = sub.add_parser("table", help="print the table of an existing results.json")
+    t.add_argument("results")
+    t.add_argument("--headline", action="store_true", help="only the headline rows")
+    args = p.parse_args()
+    if args.cmd == "summarize":
+        summarize(args)
+        return 0
+    if args.cmd == "table":
+        with open(args.results) as f:
+            print(render_table(json.load(f), args.headline), end="")
+        return 0
+    return half_slowest_peak(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
