@@ -88,7 +88,7 @@ def render(results, everything=False):
                 label += f"  ({r:.2f}× {base})"
             if not m["values"][s]["clean"]:
                 label += "  †"
-            body.append(text(BAR_X + w + 6, y + BAR_H - 2, label, 11))
+            body.append(text(f"{BAR_X + w + 6:.1f}", y + BAR_H - 2, label, 11))
             y += BAR_H + BAR_GAP
         y += BLOCK_GAP
     machine = results.get("machine", {})
