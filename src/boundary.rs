@@ -71,6 +71,11 @@ impl Boundary {
         self.payload_left = len;
     }
 
+    /// Payload bytes of the current frame not seen yet (0 between frames or inside a header).
+    pub fn payload_left(&self) -> u64 {
+        self.payload_left
+    }
+
     /// Every byte seen belongs to a complete frame and no fragmented message is open.
     pub fn at_rest(&self) -> bool {
         self.have == 0 && self.payload_left == 0 && !self.fragmented

@@ -521,14 +521,20 @@ impl Connection {
         };
         let quiet =
             limits.rest_after_ms > 0 && now.saturating_sub(self.last_seen) >= limits.rest_after_ms;
-        if !quiet || self.read_paused || !ws.can_write() || !ws.get_ref().boundary.at_rest() {
+        let stream = ws.get_ref();
+        if !quiet
+            || self.read_paused
+            || !ws.can_write()
+            || !stream.boundary.at_rest()
+            || !stream.nothing_read_ahead()
+        {
             return false;
         }
         let Phase::Open(ws) = mem::replace(&mut self.phase, Phase::Gone) else {
             unreachable!("matched just above")
         };
         let mut stream = ws.into_inner();
-        stream.out.shrink_if_empty();
+        stream.release_buffers();
         self.phase = Phase::Idle(stream);
         true
     }

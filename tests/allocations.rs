@@ -123,3 +123,48 @@ fn resting_and_waking_thousands_of_times_leaks_nothing() {
         live_after - live_before
     );
 }
+
+#[test]
+fn a_large_message_leaves_no_large_buffer_behind_once_the_connection_rests() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = start(corecast::Config {
+        rest_after: Duration::from_millis(20),
+        idle_timeout: Duration::ZERO,
+        ..config()
+    });
+    const CONNS: usize = 20;
+    const SIZE: usize = 60 * 1024;
+    let mut clients: Vec<_> = (0..CONNS)
+        .map(|_| raw_upgrade(server.local_addr(), "/echo").0)
+        .collect();
+    let small = client_frame(0x82, b"hi", true);
+    let large = client_frame(0x82, &vec![0x5a; SIZE], true);
+    let mut reply = vec![0u8; 4 + SIZE];
+    let echo = |s: &mut std::net::TcpStream, frame: &[u8], reply: &mut [u8]| {
+        s.write_all(frame).unwrap();
+        s.read_exact(reply).unwrap();
+        assert_eq!(reply[0], 0x82);
+    };
+    for s in clients.iter_mut() {
+        echo(s, &small, &mut reply[..4]);
+    }
+    std::thread::sleep(Duration::from_millis(150)); // every connection rests
+    let live_before = LIVE.load(Ordering::Relaxed);
+    for s in clients.iter_mut() {
+        echo(s, &large, &mut reply);
+    }
+    let live_busy = LIVE.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(150)); // ... and rests again
+    let live_after = LIVE.load(Ordering::Relaxed);
+    println!("live heap: {live_before} rested, {live_busy} after large echoes, {live_after} rested again");
+    // Holding on to the buffers of one 60 KiB message per connection would keep > 1 MiB.
+    assert!(
+        live_busy - live_before > (CONNS * SIZE) as i64,
+        "large messages did not take buffer space; the test measures nothing"
+    );
+    assert!(
+        live_after - live_before < 16 * 1024,
+        "{} bytes still held after the connections rested",
+        live_after - live_before
+    );
+}
