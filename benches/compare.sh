@@ -45,7 +45,9 @@ LATENCY_FALLBACK=10000
 IDLE_CONNS=19000
 IDLE_SETTLE=5       # seconds between the end of the ramp and the memory reading
 ROOMS=1000,10000
-BCAST_DELIVERIES=50000   # deliveries/s offered to every room: publish rate = this / members
+BCAST_DELIVERIES=50000,150000   # deliveries/s offered to every room (publish rate = this /
+                                # members): one level every server keeps up with, one beyond
+                                # some servers' capacity
 BCAST_SIZE=64
 SERVER_CPU=0
 CLIENT_CPU=1
@@ -80,7 +82,7 @@ Options:
                           100x512 echo peak from this run, else $LATENCY_FALLBACK]
   --idle-conns N          idle connections for the memory test [default: $IDLE_CONNS]
   --rooms LIST            broadcast room sizes [default: $ROOMS]
-  --bcast-deliveries N    deliveries/s offered per room [default: $BCAST_DELIVERIES]
+  --bcast-deliveries LIST deliveries/s offered per room, one run per level [default: $BCAST_DELIVERIES]
   --server-cpu N / --client-cpu N   cores [default: $SERVER_CPU / $CLIENT_CPU]
   --port N                first port to try [default: $PORT]
   --quiet-wait S          before each run, wait up to S seconds until the two cores are less
@@ -547,15 +549,20 @@ test_idle() {
 }
 
 test_broadcast() {
-    local members rate rep s
+    local members rate rep s deliveries test first=${BCAST_DELIVERIES%%,*}
     for members in ${ROOMS//,/ }; do
-        rate=$(python3 -c "print(f'{$BCAST_DELIVERIES / $members:g}')")
-        for rep in $(seq "$REPS"); do
-            for s in "${SERVER_LIST[@]}"; do
-                log "broadcast: room of $members, 1 publisher at $rate msg/s: $s (rep $rep/$REPS)"
-                URL_PATH=/broadcast/bench measure "bcast_$members" "$s" "$rep" --mode broadcast \
-                    --publishers 1 --conns "$members" --size "$BCAST_SIZE" --rate "$rate" \
-                    --connect-rate 2500 --duration "${OPEN_DURATION}s" --warmup "${WARMUP}s"
+        for deliveries in ${BCAST_DELIVERIES//,/ }; do
+            rate=$(python3 -c "print(f'{$deliveries / $members:g}')")
+            # The first level keeps the name earlier results used.
+            test=bcast_$members
+            [[ $deliveries == "$first" ]] || test=bcast_${members}_at_$deliveries
+            for rep in $(seq "$REPS"); do
+                for s in "${SERVER_LIST[@]}"; do
+                    log "broadcast: room of $members, 1 publisher at $rate msg/s: $s (rep $rep/$REPS)"
+                    URL_PATH=/broadcast/bench measure "$test" "$s" "$rep" --mode broadcast \
+                        --publishers 1 --conns "$members" --size "$BCAST_SIZE" --rate "$rate" \
+                        --connect-rate 2500 --duration "${OPEN_DURATION}s" --warmup "${WARMUP}s"
+                done
             done
         done
     done

@@ -289,18 +289,25 @@ def metrics_for(tests, runs, clk_tck):
         ms.append(Metric("idle", "kernel_slab_per_pair",
                          "Kernel slab per idle pair (/proc/meminfo Slab, both ends, machine-wide)",
                          "B", "bytes", "lower", slab, headline=False))
-    for t in sorted((t for t in tests if t.startswith("bcast_")), key=lambda t: int(t[6:])):
-        members = int(t[len("bcast_"):])
+    def bcast_case(t):
+        """bcast_1000 -> (1000, None); bcast_1000_at_150000 -> (1000, 150000)."""
+        members, _, deliveries = t[len("bcast_"):].partition("_at_")
+        return int(members), int(deliveries) if deliveries else None
+
+    for t in sorted((t for t in tests if t.startswith("bcast_")),
+                    key=lambda t: (bcast_case(t)[0], bcast_case(t)[1] or 0)):
+        members, deliveries = bcast_case(t)
         at = offered(t)
+        room = f"room of {members:,}" + (f" at {deliveries:,} deliveries/s" if deliveries else "")
         ms.append(Metric(t, "deliveries_per_s", f"Broadcast, room of {members:,}, 1 publisher at {at}: deliveries",
                          "deliveries/s", "rate", "higher", sustained))
-        ms.append(Metric(t, "p50", f"Broadcast, room of {members:,}: fan-out latency p50",
+        ms.append(Metric(t, "p50", f"Broadcast, {room}: fan-out latency p50",
                          "µs", "us", "lower", lat("p50"), headline=False))
-        ms.append(Metric(t, "p99", f"Broadcast, room of {members:,}: fan-out latency p99",
+        ms.append(Metric(t, "p99", f"Broadcast, {room}: fan-out latency p99",
                          "µs", "us", "lower", lat("p99")))
-        ms.append(Metric(t, "cpu_us_per_delivery", f"Broadcast, room of {members:,}: server CPU per delivery",
+        ms.append(Metric(t, "cpu_us_per_delivery", f"Broadcast, {room}: server CPU per delivery",
                          "µs", "cpu", "lower", pm))
-        ms.append(Metric(t, "client_busy", f"Broadcast, room of {members:,}: loadgen core busy",
+        ms.append(Metric(t, "client_busy", f"Broadcast, {room}: loadgen core busy",
                          "", "pct", "none", lambda r: client_busy(r, clk_tck), headline=False))
     if any(r.get("syscalls") for r in runs):
         for t in tests:
