@@ -330,10 +330,21 @@ impl Worker {
                 return;
             }
         }
-        if self.conns[key].has_output() {
-            mark_dirty(&mut self.conns[key], key, &mut self.flush_list);
-        }
         self.dispatch_published(key);
+        let conn = &mut self.conns[key];
+        if conn.has_output() {
+            if conn.member.is_none() {
+                // An echo (or HTTP) reply goes out now, not after the rest of the pass: the
+                // client gets it while we read the other connections. Everything this
+                // connection had to say in this event is already queued, so this is still one
+                // write per connection per event.
+                self.flush_one(key);
+            } else {
+                // Room members wait for the end of the pass, so that what the other members
+                // publish in the same pass shares their write.
+                mark_dirty(conn, key, &mut self.flush_list);
+            }
+        }
     }
 
     /// Fans out what `sender` just published: to the other local members now (the sender has
