@@ -114,6 +114,13 @@ pub struct Args {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// During the traffic, poll without ever sleeping: every send leaves on its scheduled
+    /// instant and every reply is seen at once, with no timer or wakeup cost per message, at
+    /// the price of keeping each worker's core fully busy. For latency and CPU-per-message
+    /// measurements with loadgen on cores of its own.
+    #[arg(long)]
+    pub busy_poll: bool,
+
     /// Most connections one process may hold [default: open-files limit minus a reserve].
     #[arg(long, hide = true)]
     pub max_conns_per_process: Option<u32>,
@@ -256,6 +263,8 @@ pub struct Plan {
     pub hgrm: Option<PathBuf>,
     /// Wait for in-flight replies after the traffic.
     pub drain_timeout: Duration,
+    /// Never sleep during the traffic (`--busy-poll`).
+    pub busy_poll: bool,
     /// Most connections one process holds; more means sharding.
     pub per_process: u32,
     /// Set in child processes of a sharded run.
@@ -377,6 +386,7 @@ impl Plan {
             json: args.json,
             hgrm: args.hgrm,
             drain_timeout: args.drain_timeout,
+            busy_poll: args.busy_poll,
             per_process,
             shard: args.shard,
         })

@@ -123,6 +123,10 @@ pub struct Report {
     pub latency_us: Percentiles,
     pub connect_us: Percentiles,
     pub loadgen_lag_us: Percentiles,
+    /// Whether the workers busy-polled during the traffic (`--busy-poll`).
+    pub busy_poll: bool,
+    /// Times workers could block in `poll` during the traffic and drain (0 when busy-polling).
+    pub traffic_sleeps: u64,
     pub publishers: Vec<PublisherRow>,
     pub failure_limit_hit: bool,
     pub aborted: bool,
@@ -214,6 +218,8 @@ impl Report {
             latency_us: Percentiles::of(&stats.latency),
             connect_us: Percentiles::of(&stats.connect),
             loadgen_lag_us: Percentiles::of(&stats.lag),
+            busy_poll: plan.busy_poll,
+            traffic_sleeps: c.traffic_sleeps,
             publishers,
             failure_limit_hit,
             aborted: stats.aborted,
@@ -323,10 +329,15 @@ impl Report {
             let g = &self.loadgen_lag_us;
             let _ = writeln!(
                 out,
-                "loadgen lag   p50 {}  p99 {}  max {}{}",
+                "loadgen lag   p50 {}  p99 {}  max {}{}{}",
                 format_us(g.p50),
                 format_us(g.p99),
                 format_us(g.max),
+                if self.busy_poll {
+                    "  (busy-polling)"
+                } else {
+                    ""
+                },
                 if g.p99 > 1_000 {
                     "  (loadgen fell behind its schedule)"
                 } else {

@@ -54,6 +54,10 @@ pub struct Counters {
     pub sent_measured: u64,
     /// Receipts of messages intended in the measured window.
     pub received_measured: u64,
+    /// Times a worker blocked in `poll` during the traffic and the drain after it (0 with
+    /// `--busy-poll`): each is a sleep and a wakeup, whose cost and lateness are loadgen's.
+    #[serde(default)]
+    pub traffic_sleeps: u64,
 }
 
 impl Counters {
@@ -71,6 +75,7 @@ impl Counters {
         self.corrupt += other.corrupt;
         self.sent_measured += other.sent_measured;
         self.received_measured += other.received_measured;
+        self.traffic_sleeps += other.traffic_sleeps;
     }
 
     /// Counts a failed connection attempt.

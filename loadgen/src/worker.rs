@@ -232,9 +232,13 @@ impl Worker {
                 break;
             }
             let deadline = self.next_deadline(now);
-            let wait = if deadline <= now {
+            let in_traffic = matches!(self.phase, Phase::Traffic | Phase::Drain { .. });
+            let wait = if deadline <= now || (in_traffic && self.plan.busy_poll) {
                 Some(Duration::ZERO)
             } else {
+                if in_traffic {
+                    self.stats.counters.traffic_sleeps += 1;
+                }
                 // The timer wakes us on time; the timeout only bounds how stale flags get.
                 let _ = self.timer.arm_at(deadline);
                 Some(MAX_SLEEP)

@@ -55,3 +55,29 @@ fn warmup_is_sent_but_left_out_of_the_histogram() {
     run.expect("/latency_us/count", 200);
     server.shutdown();
 }
+
+#[test]
+fn busy_poll_never_sleeps_during_the_traffic_and_loses_nothing() {
+    let server = corecast();
+    let target = url(server.local_addr(), "/echo");
+    let args = format!("--url {target} --conns 20 --threads 1 --rate 200 --duration 1s");
+    let sleeping = loadgen(&args, LIMIT);
+    let busy = loadgen(&format!("{args} --busy-poll"), LIMIT);
+    for run in [&sleeping, &busy] {
+        assert_eq!(run.code, Some(0), "{}", run.dump());
+        run.expect("/messages/sent", 200);
+        run.expect("/messages/received", 200);
+        run.expect("/messages/lost", 0);
+    }
+    assert_eq!(sleeping.report()["busy_poll"], false);
+    assert_eq!(busy.report()["busy_poll"], true);
+    // Without busy-polling the worker sleeps between sends 5 ms apart.
+    assert!(
+        sleeping.num("/traffic_sleeps") >= 100,
+        "{}",
+        sleeping.dump()
+    );
+    busy.expect("/traffic_sleeps", 0);
+    assert!(busy.stdout.contains("(busy-polling)"), "{}", busy.stdout);
+    server.shutdown();
+}
