@@ -11,7 +11,10 @@
 //! - A `send` that meets `WouldBlock` has queued the message in tungstenite's out buffer; it is
 //!   flushed on a later WRITABLE edge and must not be sent again.
 //! - Per-connection memory is small: the upgrade request lives only while upgrading, and
-//!   tungstenite gets a 1 KiB read buffer and an unbuffered writer.
+//!   tungstenite gets an unbuffered writer and a read buffer that fits one message of the run
+//!   (at least 1 KiB, at most 64 KiB), so a message takes one `recvfrom`.
+//! - A read that returned less than it asked for drained the socket: until the next readiness
+//!   event, `Sock` answers WouldBlock itself instead of making a syscall that could only say so.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -24,8 +27,43 @@ use tungstenite::{Message, WebSocket};
 
 use crate::handshake::{HandshakeError, Upgrade};
 
-/// Initial read buffer of each WebSocket; it grows for larger frames.
-const READ_BUFFER: usize = 1024;
+/// Smallest and largest read buffer of a WebSocket (tungstenite reads at most this much per
+/// call and zero-fills it first, so it is sized to the run's messages).
+const READ_BUFFER_MIN: usize = 1024;
+const READ_BUFFER_MAX: usize = 64 * 1024;
+
+/// The socket under tungstenite, skipping the read that can only return WouldBlock.
+#[derive(Debug)]
+pub struct Sock {
+    tcp: TcpStream,
+    /// The last read returned less than asked: nothing more is queued until the next edge.
+    drained: bool,
+}
+
+impl Read for Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.drained {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = self.tcp.read(buf)?;
+        self.drained = n > 0 && n < buf.len();
+        Ok(n)
+    }
+}
+
+impl Write for Sock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.tcp.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
 
 /// Why a connection attempt failed or an established connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Error)]
@@ -141,9 +179,9 @@ enum State {
         response: Vec<u8>,
     },
     /// Upgraded: tungstenite frames messages.
-    Open(WebSocket<TcpStream>),
+    Open(WebSocket<Sock>),
     /// We sent a Close frame and wait for the server to finish the closing handshake.
-    Closing(WebSocket<TcpStream>),
+    Closing(WebSocket<Sock>),
     /// Nothing left; the socket is closed.
     Done,
 }
@@ -155,6 +193,8 @@ pub struct Connection {
     state: State,
     /// Bound of tungstenite's out buffer once open (bytes): what may queue behind a slow peer.
     out_limit: u32,
+    /// tungstenite's read buffer once open (bytes).
+    read_buffer: u32,
 }
 
 /// Opens a non-blocking socket to `addr`, bound to `source` when given, and starts connecting.
@@ -209,9 +249,12 @@ impl Connection {
         let out_limit = (message_size + 16)
             .saturating_mul(4)
             .clamp(256 * 1024, u32::MAX as usize);
+        // A client frame header is at most 14 bytes; a server's at most 10.
+        let read_buffer = (message_size + 14).clamp(READ_BUFFER_MIN, READ_BUFFER_MAX);
         Connection {
             state: State::Connecting { stream, upgrade },
             out_limit: out_limit as u32,
+            read_buffer: read_buffer as u32,
         }
     }
 
@@ -219,7 +262,7 @@ impl Connection {
     pub fn stream_mut(&mut self) -> Option<&mut TcpStream> {
         match &mut self.state {
             State::Connecting { stream: s, .. } | State::Upgrading { stream: s, .. } => Some(s),
-            State::Open(ws) | State::Closing(ws) => Some(ws.get_mut()),
+            State::Open(ws) | State::Closing(ws) => Some(&mut ws.get_mut().tcp),
             State::Done => None,
         }
     }
@@ -240,6 +283,10 @@ impl Connection {
     /// Advances the connection after a readiness event; every received message goes to
     /// `on_message` (its payload bytes).
     pub fn drive(&mut self, on_message: &mut dyn FnMut(&[u8])) -> Step {
+        if let State::Open(ws) | State::Closing(ws) = &mut self.state {
+            // A readiness event: the socket may hold new bytes.
+            ws.get_mut().drained = false;
+        }
         match self.advance(on_message) {
             Ok(step) => step,
             Err(reason) => {
@@ -281,11 +328,15 @@ impl Connection {
                     Some(head) => {
                         let leftover = response.split_off(head);
                         let config = WebSocketConfig::default()
-                            .read_buffer_size(READ_BUFFER)
+                            .read_buffer_size(self.read_buffer as usize)
                             .write_buffer_size(0)
                             .max_write_buffer_size(self.out_limit as usize);
+                        let sock = Sock {
+                            tcp: stream,
+                            drained: false,
+                        };
                         let ws = WebSocket::from_partially_read(
-                            stream,
+                            sock,
                             leftover,
                             Role::Client,
                             Some(config),
@@ -402,10 +453,7 @@ fn upgrade_io(
 }
 
 /// Reads messages until the socket would block, handing data messages to `on_message`.
-fn read_all(
-    ws: &mut WebSocket<TcpStream>,
-    on_message: &mut dyn FnMut(&[u8]),
-) -> Result<(), FailReason> {
+fn read_all(ws: &mut WebSocket<Sock>, on_message: &mut dyn FnMut(&[u8])) -> Result<(), FailReason> {
     loop {
         match ws.read() {
             Ok(Message::Binary(data)) => on_message(&data),
@@ -421,7 +469,7 @@ fn read_all(
 }
 
 /// Flushes queued output; WouldBlock leaves it queued for the next WRITABLE edge.
-fn flush(ws: &mut WebSocket<TcpStream>) -> Result<(), FailReason> {
+fn flush(ws: &mut WebSocket<Sock>) -> Result<(), FailReason> {
     match ws.flush() {
         Ok(()) => Ok(()),
         Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),

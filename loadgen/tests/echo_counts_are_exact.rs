@@ -81,3 +81,25 @@ fn busy_poll_never_sleeps_during_the_traffic_and_loses_nothing() {
     assert!(busy.stdout.contains("(busy-polling)"), "{}", busy.stdout);
     server.shutdown();
 }
+
+#[test]
+fn pipelined_and_large_messages_all_come_back() {
+    // Replies that arrive back to back, and frames larger than any read buffer, exercise the
+    // skipped WouldBlock read: a lost readiness edge would leave replies unread and lost.
+    let server = corecast();
+    let target = url(server.local_addr(), "/echo");
+    for (size, inflight) in [(100, 16), (70_000, 4), (5_000, 8)] {
+        let args = format!(
+            "--url {target} --conns 6 --threads 1 --rate max --inflight {inflight} --size {size} --duration 1s"
+        );
+        let run = loadgen(&args, LIMIT);
+        assert_eq!(run.code, Some(0), "{}", run.dump());
+        let sent = run.num("/messages/sent");
+        assert!(sent >= 6 * inflight, "size {size}: only {sent} sent");
+        run.expect("/messages/received", sent);
+        for field in ["lost", "duplicates", "out_of_order", "corrupt"] {
+            run.expect(&format!("/messages/{field}"), 0);
+        }
+    }
+    server.shutdown();
+}
