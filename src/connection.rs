@@ -40,9 +40,10 @@ use crate::stream::Stream;
 
 /// Messages read from one connection per call, so one busy peer cannot starve the others.
 const READ_BUDGET: usize = 64;
-/// Echo payloads up to this size are copied into the coalescing buffer; larger ones are queued
-/// as shared buffers.
-const ECHO_COPY_LIMIT: usize = 64 * 1024;
+/// Echo payloads up to this size are copied into the coalescing buffer (one write for many small
+/// echoes); larger ones are queued as they came from tungstenite, without a copy, where the
+/// copy would cost more than an extra iovec.
+const ECHO_COPY_LIMIT: usize = 2 * 1024;
 /// No deadline.
 const NEVER: u64 = u64::MAX;
 /// A message with exactly this payload makes the handler panic, in builds with the
@@ -376,10 +377,7 @@ impl Connection {
                     if payload.len() <= ECHO_COPY_LIMIT {
                         out.push_frame(opcode, &payload);
                     } else {
-                        let mut header = Vec::with_capacity(frame::MAX_HEADER);
-                        frame::put_header(&mut header, opcode, payload.len());
-                        out.push_copy(&header);
-                        out.push_shared(payload, false);
+                        out.push_frame_shared(opcode, payload);
                     }
                     ctx.counters.msgs_out += 1;
                     if out.pending() > ctx.limits.max_backlog {

@@ -71,6 +71,15 @@ impl Outbox {
         self.pending += self.tail.len() - before;
     }
 
+    /// Queues a frame without copying its payload: the header joins the coalescing buffer and
+    /// the payload follows as its own chunk (one more iovec in the same `writev`).
+    pub fn push_frame_shared(&mut self, opcode: OpCode, payload: Bytes) {
+        let before = self.tail.len();
+        frame::put_header(&mut self.tail, opcode, payload.len());
+        self.pending += self.tail.len() - before;
+        self.push_shared(payload, false);
+    }
+
     /// Queues a shared buffer without copying it.
     pub fn push_shared(&mut self, bytes: Bytes, droppable: bool) {
         if bytes.is_empty() {
@@ -220,6 +229,34 @@ mod tests {
         assert_eq!(out.flush_to(&mut w).unwrap(), Flushed::All);
         assert_eq!(w.got, b"abcdefghijk");
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn shared_payload_frames_match_copied_ones_byte_for_byte() {
+        let payload = Bytes::from((0..5000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let (mut copied, mut shared) = (Outbox::default(), Outbox::default());
+        for out in [&mut copied, &mut shared] {
+            out.push_frame(OpCode::Text, b"before");
+        }
+        copied.push_frame(OpCode::Binary, &payload);
+        shared.push_frame_shared(OpCode::Binary, payload.clone());
+        for out in [&mut copied, &mut shared] {
+            out.push_frame(OpCode::Text, b"after");
+        }
+        assert_eq!(copied.pending(), shared.pending());
+        let mut bytes = Vec::new();
+        for out in [&mut copied, &mut shared] {
+            // Partial writes that end inside headers and payloads alike.
+            let mut w = Trickle {
+                got: Vec::new(),
+                per_call: 7,
+                calls_left: usize::MAX,
+            };
+            assert_eq!(out.flush_to(&mut w).unwrap(), Flushed::All);
+            bytes.push(w.got);
+        }
+        assert_eq!(bytes[0], bytes[1]);
+        assert_eq!(&bytes[1][8..12], &[0x82, 126, 0x13, 0x88]);
     }
 
     #[test]
