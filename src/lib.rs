@@ -11,6 +11,7 @@
 //! * `frame`: server frame encoding (encode once, share with every recipient).
 //! * `boundary`: follows client frame boundaries, so idle connections can drop tungstenite.
 //! * `broadcast`: room membership and the cross-worker bus.
+//! * `timer`: the worker's periodic tick (a timerfd), so the loop sleeps without a timeout.
 //! * `listener`, `affinity`, `rlimit`: sockets, cores, descriptor limits.
 //! * `config`, `cli`, `stats`, `error`: settings, command line, counters, startup errors.
 //!
@@ -37,6 +38,7 @@ pub mod rlimit;
 pub mod server;
 pub mod stats;
 pub mod stream;
+pub mod timer;
 pub mod worker;
 
 pub use config::Config;

@@ -30,11 +30,14 @@ use crate::broadcast::{Bus, Envelope, Rooms};
 use crate::connection::{Connection, Ctx, Delivery, Limits, Membership, Step};
 use crate::http::Endpoint;
 use crate::stats::{Counters, SharedCounters};
+use crate::timer::Ticker;
 
 /// Token of the worker's listener.
 pub const LISTENER: Token = Token(usize::MAX - 1);
 /// Token of the worker's inbox waker.
 pub const WAKER: Token = Token(usize::MAX - 2);
+/// Token of the worker's tick timer.
+const TICK: Token = Token(usize::MAX - 3);
 /// Accepts per pass before other work gets a turn.
 const ACCEPT_BATCH: usize = 256;
 /// Inbox messages handled per pass.
@@ -90,6 +93,8 @@ pub struct Worker {
     now: u64,
     tick_ms: u64,
     next_tick: u64,
+    /// Fires every `tick_ms`, so the loop can sleep without a timeout.
+    ticker: Ticker,
     /// When to try accepting again after stopping early (batch limit or EMFILE).
     accept_at: Option<u64>,
     accept_error_logged: bool,
@@ -123,6 +128,9 @@ impl Worker {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let tick_ms = tick_interval(&limits);
+        let mut ticker = Ticker::new(Duration::from_millis(tick_ms))?;
+        poll.registry()
+            .register(&mut ticker, TICK, Interest::READABLE)?;
         Ok(Worker {
             id,
             poll,
@@ -143,6 +151,7 @@ impl Worker {
             now: 0,
             tick_ms,
             next_tick: tick_ms,
+            ticker,
             accept_at: None,
             accept_error_logged: false,
             shutdown_timeout,
@@ -156,16 +165,18 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!(worker = self.id, error = %e, "poll failed; worker stopping");
                     break;
                 }
             }
             self.now = self.start.elapsed().as_millis() as u64;
+            let mut ticked = false;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
+                    TICK => ticked = self.ticker.acknowledge() > 0,
                     WAKER => self.inbox_more = true,
                     Token(key) => {
                         if event.is_writable() {
@@ -191,7 +202,9 @@ impl Worker {
             self.spare = recycle(batch);
             self.flush_all();
             self.bus.end_pass();
-            if self.now >= self.next_tick {
+            // The ticker may fire a hair before `next_tick` by our millisecond clock; its event
+            // is the tick all the same, or the sweep would wait a whole further interval.
+            if ticked || self.now >= self.next_tick {
                 self.tick();
             }
             if let Some(deadline) = self.shutdown_deadline {
@@ -215,21 +228,20 @@ impl Worker {
         self.counters
     }
 
-    fn poll_timeout(&self) -> Duration {
+    /// How long `poll` may sleep: not at all with work pending, briefly for the rare waits the
+    /// ticker does not cover, else until an event (the ticker guarantees one per tick).
+    fn poll_timeout(&self) -> Option<Duration> {
         if !self.read_list.is_empty()
             || self.inbox_more
             || self.accept_at.is_some_and(|at| at <= self.now)
         {
-            return Duration::ZERO;
+            return Some(Duration::ZERO);
         }
         if self.bus.has_overflow() {
-            return Duration::from_millis(1);
+            return Some(Duration::from_millis(1));
         }
-        let mut wake = self.next_tick;
-        if let Some(at) = self.accept_at {
-            wake = wake.min(at);
-        }
-        Duration::from_millis(wake.saturating_sub(self.now))
+        self.accept_at
+            .map(|at| Duration::from_millis(at.saturating_sub(self.now)))
     }
 
     fn accept(&mut self) {
