@@ -59,6 +59,7 @@ BACKGROUND_PCT=-1
 PORT=19100
 BUILD=1
 SYSCALLS=0
+BUSY_POLL=1
 OUT=
 declare -A VARIANT=()   # name -> "binary args..." (started like corecast)
 
@@ -94,6 +95,9 @@ Options:
   --out DIR               output directory [default: \$CARGO_TARGET_DIR/compare]
   --syscalls              also count the server's socket and epoll syscalls per message with
                           perf stat (syscall tracepoints; adds overhead, so not for headline runs)
+  --no-busy-poll          let loadgen sleep between sends in the open-loop runs (by default it
+                          busy-polls on its own core: sends leave on time, replies are seen at
+                          once, and no server pays for waking the client)
   --no-build              use the binaries already built
 EOF
 }
@@ -124,6 +128,7 @@ while [[ $# -gt 0 ]]; do
         --attempts) ATTEMPTS=$2; shift ;;
         --out) OUT=$2; shift ;;
         --no-build) BUILD=0 ;;
+        --no-busy-poll) BUSY_POLL=0 ;;
         --syscalls) SYSCALLS=1 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
@@ -135,6 +140,8 @@ for t in ${ONLY//,/ }; do
     [[ ,$ALL_TESTS, == *,$t,* ]] || die "unknown test $t (tests: $ALL_TESTS)"
 done
 wants() { [[ ,$ONLY, == *,$1,* ]]; }
+OPEN_LOOP=()
+[[ $BUSY_POLL == 1 ]] && OPEN_LOOP=(--busy-poll)
 
 # Cargo resolves a relative CARGO_TARGET_DIR against the directory it runs in; we build from
 # $ROOT, so resolve it there too.
@@ -491,7 +498,7 @@ test_cpu() {
         for s in "${SERVER_LIST[@]}"; do
             log "CPU per message at $CPU_RATE msg/s (100 x 512 B, open loop): $s (rep $rep/$REPS)"
             URL_PATH=/echo measure cpu "$s" "$rep" --conns 100 --size 512 --rate "$CPU_RATE" \
-                --duration "${OPEN_DURATION}s" --warmup "${WARMUP}s"
+                --duration "${OPEN_DURATION}s" --warmup "${WARMUP}s" "${OPEN_LOOP[@]}"
         done
     done
 }
@@ -509,7 +516,7 @@ test_latency() {
         for s in "${SERVER_LIST[@]}"; do
             log "latency at $rate msg/s (100 x 512 B, open loop): $s (rep $rep/$REPS)"
             URL_PATH=/echo measure latency "$s" "$rep" --conns 100 --size 512 --rate "$rate" \
-                --duration "${OPEN_DURATION}s" --warmup 2s
+                --duration "${OPEN_DURATION}s" --warmup 2s "${OPEN_LOOP[@]}"
         done
     done
 }
@@ -561,7 +568,8 @@ test_broadcast() {
                     log "broadcast: room of $members, 1 publisher at $rate msg/s: $s (rep $rep/$REPS)"
                     URL_PATH=/broadcast/bench measure "$test" "$s" "$rep" --mode broadcast \
                         --publishers 1 --conns "$members" --size "$BCAST_SIZE" --rate "$rate" \
-                        --connect-rate 2500 --duration "${OPEN_DURATION}s" --warmup "${WARMUP}s"
+                        --connect-rate 2500 --duration "${OPEN_DURATION}s" --warmup "${WARMUP}s" \
+                        "${OPEN_LOOP[@]}"
                 done
             done
         done
