@@ -68,7 +68,7 @@ pub struct Args {
     #[arg(long, value_name = "IPS", value_delimiter = ',')]
     pub source_ips: Vec<IpAddr>,
 
-    /// Payload bytes per message (at least 24: sequence number and send time).
+    /// Payload bytes per message (at least 16: sender, sequence number and send time).
     #[arg(long, default_value_t = 64)]
     pub size: usize,
 

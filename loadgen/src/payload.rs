@@ -1,26 +1,27 @@
 //! The bytes loadgen puts in every message, and the check applied to every message received.
 //!
-//! Layout (little endian): `magic u32 | sender u32 | seq u64 | intended_ns u64 | filler`.
-//! `sender` is the global index of the sending connection (the publisher in broadcast mode),
-//! `seq` counts that sender's messages from 0, and `intended_ns` is the CLOCK_MONOTONIC time the
-//! schedule meant the message to leave (not when it actually left), which is what latency is
-//! measured from. The filler is a pattern derived from `(sender, seq)`, so a message whose header
-//! survived but whose body was mixed up with another message's still fails the check.
+//! Layout (little endian): `sender u32 | seq u32 | intended_ns u64 | filler`, 16 bytes of
+//! header, so 16-byte messages are possible. `sender` is the global index of the sending
+//! connection (the publisher in broadcast mode), `seq` the low 32 bits of that sender's message
+//! counter (from 0; the receiver's `SeqTracker` widens it back, see `SeqTracker::widen`), and
+//! `intended_ns` the CLOCK_MONOTONIC time the schedule meant the message to leave (not when it
+//! actually left), which is what latency is measured from. The filler is a pattern derived from
+//! `(sender, seq)`, so a message whose header survived but whose body was mixed up with another
+//! message's still fails the check. Anything else (a stray server message) fails the length
+//! check or the receiver's sender and sequence checks.
 
 use thiserror::Error;
 
 /// Bytes taken by the header; `--size` must be at least this.
-pub const HEADER_LEN: usize = 24;
-
-/// Marks our messages, so a stray server greeting is reported as corrupt rather than misread.
-const MAGIC: u32 = 0x314D_474C; // "LGM1"
+pub const HEADER_LEN: usize = 16;
 
 /// What a message says about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// Global index of the connection that sent it.
     pub sender: u32,
-    /// The sender's message counter, from 0.
+    /// The sender's message counter, from 0. Only its low 32 bits travel: `decode` returns
+    /// those, and the receiver widens them with its `SeqTracker`.
     pub seq: u64,
     /// When the schedule intended it to be sent (CLOCK_MONOTONIC ns).
     pub intended_ns: u64,
@@ -31,8 +32,6 @@ pub struct Header {
 pub enum PayloadError {
     #[error("message is {actual} bytes, expected {expected}")]
     Length { actual: usize, expected: usize },
-    #[error("message does not start with loadgen's marker")]
-    Magic,
     #[error("message body does not match its header")]
     Content,
 }
@@ -41,9 +40,8 @@ pub enum PayloadError {
 pub fn encode(header: Header, size: usize) -> Vec<u8> {
     debug_assert!(size >= HEADER_LEN);
     let mut buf = Vec::with_capacity(size);
-    buf.extend_from_slice(&MAGIC.to_le_bytes());
     buf.extend_from_slice(&header.sender.to_le_bytes());
-    buf.extend_from_slice(&header.seq.to_le_bytes());
+    buf.extend_from_slice(&(header.seq as u32).to_le_bytes());
     buf.extend_from_slice(&header.intended_ns.to_le_bytes());
     let seed = filler_seed(header.sender, header.seq);
     let mut at = HEADER_LEN;
@@ -65,13 +63,10 @@ pub fn decode(data: &[u8], expected_len: usize) -> Result<Header, PayloadError> 
     }
     let u32_at = |at: usize| u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes"));
     let u64_at = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().expect("8 bytes"));
-    if u32_at(0) != MAGIC {
-        return Err(PayloadError::Magic);
-    }
     let header = Header {
-        sender: u32_at(4),
-        seq: u64_at(8),
-        intended_ns: u64_at(16),
+        sender: u32_at(0),
+        seq: u32_at(4) as u64,
+        intended_ns: u64_at(8),
     };
     let seed = filler_seed(header.sender, header.seq);
     let mut at = HEADER_LEN;
@@ -134,7 +129,19 @@ mod tests {
     }
 
     #[test]
-    fn rejects_wrong_length_marker_and_body() {
+    fn sixteen_bytes_carry_the_whole_header_and_seq_travels_as_its_low_32_bits() {
+        let msg = encode(H, 16);
+        assert_eq!(msg.len(), 16);
+        assert_eq!(decode(&msg, 16), Ok(H));
+        let big = Header {
+            seq: (5 << 32) + 77,
+            ..H
+        };
+        assert_eq!(decode(&encode(big, 40), 40), Ok(Header { seq: 77, ..big }));
+    }
+
+    #[test]
+    fn rejects_wrong_length_sender_and_body() {
         let msg = encode(H, 64);
         assert_eq!(
             decode(&msg[..63], 64),
@@ -143,9 +150,10 @@ mod tests {
                 expected: 64
             })
         );
+        // Another sender's header on this body: the filler no longer matches.
         let mut bad = msg.clone();
         bad[0] ^= 1;
-        assert_eq!(decode(&bad, 64), Err(PayloadError::Magic));
+        assert_eq!(decode(&bad, 64), Err(PayloadError::Content));
         let mut bad = msg.clone();
         bad[40] ^= 0x10;
         assert_eq!(decode(&bad, 64), Err(PayloadError::Content));

@@ -40,6 +40,19 @@ pub struct SeqTracker {
 }
 
 impl SeqTracker {
+    /// The full sequence number whose low 32 bits are `low`, taken as the one nearest to what
+    /// this tracker expects next (messages travel with only the low 32 bits of their counter;
+    /// within ±2^31 of the expected one the widening is exact).
+    pub fn widen(&self, low: u32) -> u64 {
+        let delta = low.wrapping_sub(self.next as u32) as i32 as i64;
+        let seq = self.next as i64 + delta;
+        if seq < 0 {
+            low as u64
+        } else {
+            seq as u64
+        }
+    }
+
     /// Records `seq` and classifies it.
     pub fn observe(&mut self, seq: u64) -> Arrival {
         if seq >= self.next {
@@ -79,6 +92,24 @@ impl SeqTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn widening_recovers_full_sequence_numbers_across_the_32_bit_wrap() {
+        let mut t = SeqTracker::default();
+        assert_eq!(t.widen(0), 0);
+        assert_eq!(t.widen(5), 5);
+        // Far past 2^32: the next few, a late one and one just across the wrap.
+        let start = (3u64 << 32) - 2;
+        t.observe(start);
+        for seq in [start + 1, start + 2, start + 3, start - 10, start + 1000] {
+            assert_eq!(t.widen(seq as u32), seq, "seq {seq}");
+        }
+        // Near zero a "late" low number must not go negative.
+        let mut t = SeqTracker::default();
+        t.observe(3);
+        assert_eq!(t.widen(u32::MAX), u32::MAX as u64);
+        assert_eq!(t.widen(1), 1);
+    }
     use Arrival::*;
 
     fn run(seqs: &[u64]) -> Vec<Arrival> {

@@ -662,11 +662,12 @@ impl Receiver<'_> {
         };
         let arrival = match self.plan.mode {
             Mode::Echo => {
-                if header.sender != id || header.seq >= sent {
+                let seq = echo.widen(header.seq as u32);
+                if header.sender != id || seq >= sent {
                     counters.corrupt += 1;
                     return false;
                 }
-                echo.observe(header.seq)
+                echo.observe(seq)
             }
             Mode::Broadcast => {
                 if !self.plan.is_sender(header.sender) {
@@ -680,7 +681,8 @@ impl Receiver<'_> {
                         at
                     }
                 };
-                let arrival = heard[at].1.observe(header.seq);
+                let tracker = &mut heard[at].1;
+                let arrival = tracker.observe(tracker.widen(header.seq as u32));
                 let publisher = self.stats.publishers.entry(header.sender).or_default();
                 publisher.delivered += arrival.is_new() as u64;
                 publisher.duplicates += !arrival.is_new() as u64;

@@ -41,6 +41,7 @@ fn impossible_combinations_and_bad_values() {
     let server = corecast();
     let echo = url(server.local_addr(), "/echo");
     assert_one_line_exit_2(&["--url", &echo, "--size", "3"], "--size");
+    assert_one_line_exit_2(&["--url", &echo, "--size", "15"], "between 16 and");
     assert_one_line_exit_2(
         &["--url", &echo, "--mode", "broadcast"],
         "/broadcast/<room>",

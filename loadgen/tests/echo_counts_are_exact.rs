@@ -88,7 +88,7 @@ fn pipelined_and_large_messages_all_come_back() {
     // skipped WouldBlock read: a lost readiness edge would leave replies unread and lost.
     let server = corecast();
     let target = url(server.local_addr(), "/echo");
-    for (size, inflight) in [(100, 16), (70_000, 4), (5_000, 8)] {
+    for (size, inflight) in [(16, 4), (100, 16), (70_000, 4), (5_000, 8)] {
         let args = format!(
             "--url {target} --conns 6 --threads 1 --rate max --inflight {inflight} --size {size} --duration 1s"
         );
