@@ -99,8 +99,12 @@ pub struct RateSummary {
     pub offered: Option<f64>,
     /// Messages sent per second.
     pub sent: f64,
-    /// Messages (echo) or deliveries (broadcast) received per second.
+    /// Messages (echo) or deliveries (broadcast) of the measured window received per second
+    /// of the time they took to arrive: the window plus `late_s`. A server that falls behind
+    /// shows here as less than `offered`, however many messages eventually came back.
     pub received: f64,
+    /// How long after the end of the measured window its last message arrived.
+    pub late_s: f64,
 }
 
 /// The whole report.
@@ -212,7 +216,8 @@ impl Report {
                     Load::Closed { .. } => None,
                 },
                 sent: c.sent_measured as f64 / secs,
-                received: c.received_measured as f64 / secs,
+                received: c.received_measured as f64 / (secs + stats.late_ns() as f64 / 1e9),
+                late_s: stats.late_ns() as f64 / 1e9,
             },
             messages,
             latency_us: Percentiles::of(&stats.latency),
@@ -300,8 +305,15 @@ impl Report {
             .map_or("max (closed loop)".to_string(), |r| format!("{r:.1} msg/s"));
         let _ = writeln!(
             out,
-            "rate          offered {offered}  sent {:.1} msg/s  received {:.1} {unit}/s",
-            self.rate.sent, self.rate.received
+            "rate          offered {offered}  sent {:.1} msg/s  received {:.1} {unit}/s{}",
+            self.rate.sent,
+            self.rate.received,
+            // Worth a mention once it is more than a rounding error of the window.
+            if self.rate.late_s * 1000.0 > self.duration_s {
+                format!("  (last one {:.2} s late)", self.rate.late_s)
+            } else {
+                String::new()
+            }
         );
         let l = &self.latency_us;
         let _ = writeln!(
@@ -488,6 +500,38 @@ mod tests {
         assert_eq!(r.exit_code(), 0);
         assert_eq!((r.messages.lost, r.messages.expected), (0, 100));
         assert!(r.table().contains("result        OK"));
+    }
+
+    #[test]
+    fn late_deliveries_lower_the_received_rate() {
+        let p = plan(&["--conns", "10", "--rate", "100", "--duration", "10s"]);
+        let mut s = Stats::default();
+        s.counters.established = 10;
+        s.counters.sent = 1000;
+        s.counters.received = 1000;
+        s.counters.sent_measured = 1000;
+        s.counters.received_measured = 1000;
+        s.window_end_ns = 50_000_000_000;
+        // The last message came 1 ms after the window: nearly the offered rate.
+        s.last_measured_ns = s.window_end_ns + 1_000_000;
+        let r = Report::new(&p, &s);
+        assert!(
+            (r.rate.received - 1000.0 / 10.001).abs() < 1e-6,
+            "{:?}",
+            r.rate
+        );
+        // A server 10 s behind delivered the same messages in twice the time.
+        s.last_measured_ns = s.window_end_ns + 10_000_000_000;
+        let r = Report::new(&p, &s);
+        assert_eq!(
+            (r.rate.sent, r.rate.received, r.rate.late_s),
+            (100.0, 50.0, 10.0)
+        );
+        assert!(
+            r.table().contains("(last one 10.00 s late)"),
+            "{}",
+            r.table()
+        );
     }
 
     #[test]

@@ -149,6 +149,19 @@ pub struct Stats {
     /// Nanoseconds from the start of the ramp until every connection had settled.
     #[serde(default)]
     pub ramp_ns: u64,
+    /// End of the measured window (CLOCK_MONOTONIC ns, the same clock in every process).
+    #[serde(default)]
+    pub window_end_ns: u64,
+    /// When the last message intended in the measured window arrived (CLOCK_MONOTONIC ns).
+    #[serde(default)]
+    pub last_measured_ns: u64,
+}
+
+impl Stats {
+    /// How long after the measured window its last message arrived (0 if within it).
+    pub fn late_ns(&self) -> u64 {
+        self.last_measured_ns.saturating_sub(self.window_end_ns)
+    }
 }
 
 impl Default for Stats {
@@ -162,6 +175,8 @@ impl Default for Stats {
             room_members: BTreeMap::new(),
             aborted: false,
             ramp_ns: 0,
+            window_end_ns: 0,
+            last_measured_ns: 0,
         }
     }
 }
@@ -187,6 +202,8 @@ impl Stats {
         self.aborted |= other.aborted;
         // Processes ramp in parallel: the run's ramp lasted as long as the slowest one.
         self.ramp_ns = self.ramp_ns.max(other.ramp_ns);
+        self.window_end_ns = self.window_end_ns.max(other.window_end_ns);
+        self.last_measured_ns = self.last_measured_ns.max(other.last_measured_ns);
     }
 }
 

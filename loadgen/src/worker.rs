@@ -448,6 +448,7 @@ impl Worker {
         // publishers on other workers by the same instant.
         self.measure_from = start + plan.warmup.as_nanos() as u64;
         self.end_ns = self.start_ns + (plan.warmup + plan.duration).as_nanos() as u64;
+        self.stats.window_end_ns = self.end_ns;
         self.phase = Phase::Traffic;
         self.senders = self
             .conns
@@ -702,6 +703,7 @@ impl Receiver<'_> {
         if header.intended_ns >= self.measure_from {
             counters.received_measured += 1;
             record(&mut self.stats.latency, latency);
+            self.stats.last_measured_ns = self.stats.last_measured_ns.max(now);
         }
         header.sender == id
     }
