@@ -114,6 +114,11 @@ pub struct Args {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// How often a progress line is printed when the output is not a terminal (at least 250ms,
+    /// the workers' sampling period; `0` prints none).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub progress_interval: Duration,
+
     /// During the traffic, poll without ever sleeping: every send leaves on its scheduled
     /// instant and every reply is seen at once, with no timer or wakeup cost per message, at
     /// the price of keeping each worker's core fully busy. For latency and CPU-per-message
@@ -263,6 +268,8 @@ pub struct Plan {
     pub hgrm: Option<PathBuf>,
     /// Wait for in-flight replies after the traffic.
     pub drain_timeout: Duration,
+    /// Plain progress lines this often (zero: none).
+    pub progress_interval: Duration,
     /// Never sleep during the traffic (`--busy-poll`).
     pub busy_poll: bool,
     /// Most connections one process holds; more means sharding.
@@ -290,6 +297,14 @@ impl Plan {
             return Err(invalid(format!(
                 "--size must be between {HEADER_LEN} and {MAX_SIZE} bytes (got {})",
                 args.size
+            )));
+        }
+        if !args.progress_interval.is_zero()
+            && args.progress_interval < crate::progress::MIN_INTERVAL
+        {
+            return Err(invalid(format!(
+                "--progress-interval must be 0 (no lines) or at least 250ms (got {:?})",
+                args.progress_interval
             )));
         }
         if !(args.connect_rate > 0.0 && args.connect_rate.is_finite()) {
@@ -386,6 +401,7 @@ impl Plan {
             json: args.json,
             hgrm: args.hgrm,
             drain_timeout: args.drain_timeout,
+            progress_interval: args.progress_interval,
             busy_poll: args.busy_poll,
             per_process,
             shard: args.shard,
@@ -507,6 +523,19 @@ mod tests {
 
     fn error(extra: &[&str]) -> String {
         plan(extra).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn progress_interval_parses_durations_and_zero_turns_lines_off() {
+        assert_eq!(plan(&[]).unwrap().progress_interval, Duration::from_secs(2));
+        let every = |v: &str| plan(&["--progress-interval", v]).unwrap().progress_interval;
+        assert_eq!(every("500ms"), Duration::from_millis(500));
+        assert_eq!(every("1m"), Duration::from_secs(60));
+        assert_eq!(every("3"), Duration::from_secs(3));
+        assert_eq!(every("0"), Duration::ZERO);
+        assert!(error(&["--progress-interval", "100ms"]).contains("at least 250ms"));
+        assert!(Args::try_parse_from(["loadgen", "--progress-interval", "-1s"]).is_err());
+        assert!(Args::try_parse_from(["loadgen", "--progress-interval", "often"]).is_err());
     }
 
     #[test]

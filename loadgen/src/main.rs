@@ -57,7 +57,11 @@ fn run() -> anyhow::Result<u8> {
         eprintln!("loadgen: {e}");
         return Ok(2);
     }
-    let mut progress = Progress::new(plan.conns, std::io::stdout().is_terminal());
+    let mut progress = Progress::new(
+        plan.conns,
+        std::io::stdout().is_terminal(),
+        plan.progress_interval,
+    );
     let stats = if plan.shard_count() > 1 {
         shard::run_parent(&plan, &mut progress)?
     } else {

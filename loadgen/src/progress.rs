@@ -9,8 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::stats::Sample;
 
-/// Plain lines are printed this often.
-const PLAIN_EVERY: Duration = Duration::from_secs(2);
+/// Workers send samples every 250 ms: plain lines cannot usefully come more often.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Message rates are computed over windows at least this long.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
@@ -25,6 +25,10 @@ pub struct Progress {
     began: Instant,
     /// When the last plain line was printed.
     last_line: Instant,
+    /// Plain lines this often; None prints none.
+    every: Option<Duration>,
+    /// Plain lines printed so far.
+    lines: u64,
     /// Start of the current rate window and the received count then.
     window: (Instant, u64),
     /// Received messages per second over the last full window.
@@ -36,8 +40,9 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A display for `conns` connections; a bar when `terminal`, else plain lines on stderr.
-    pub fn new(conns: u32, terminal: bool) -> Progress {
+    /// A display for `conns` connections; a bar when `terminal`, else plain lines on stderr
+    /// every `every` (none when zero).
+    pub fn new(conns: u32, terminal: bool, every: Duration) -> Progress {
         let bar = terminal.then(|| {
             let bar = ProgressBar::new(conns as u64);
             let style =
@@ -54,6 +59,8 @@ impl Progress {
             conns,
             began: now,
             last_line: now,
+            every: (!every.is_zero()).then_some(every),
+            lines: 0,
             window: (now, 0),
             rate: 0.0,
             p99_us: None,
@@ -63,7 +70,10 @@ impl Progress {
 
     /// Folds in a merged sample and refreshes the display when due.
     pub fn update(&mut self, sample: &Sample) {
-        let now = Instant::now();
+        self.update_at(sample, Instant::now());
+    }
+
+    fn update_at(&mut self, sample: &Sample, now: Instant) {
         let c = &sample.counters;
         if now.duration_since(self.window.0) >= RATE_WINDOW {
             let secs = now.duration_since(self.window.0).as_secs_f64();
@@ -87,8 +97,12 @@ impl Progress {
                     self.rate
                 ));
             }
-            None if now.duration_since(self.last_line) >= PLAIN_EVERY => {
+            None if self
+                .every
+                .is_some_and(|every| now.duration_since(self.last_line) >= every) =>
+            {
                 self.last_line = now;
+                self.lines += 1;
                 eprintln!(
                     "[{:6.1}s] {phase}: {}/{} connections, {failures} failed, sent {}, received {}, \
                      {:.0} msg/s, p99 {p99}",
@@ -136,7 +150,7 @@ mod tests {
 
     #[test]
     fn tracks_rate_and_p99_without_a_terminal() {
-        let mut p = Progress::new(10, false);
+        let mut p = Progress::new(10, false, Duration::from_secs(2));
         let mut s = Sample::default();
         record(&mut s.interval, 1500);
         p.update(&s);
@@ -148,5 +162,23 @@ mod tests {
         assert!(p.rate > 50.0 && p.rate <= 100.0, "{}", p.rate);
         assert!(p.p99_us.is_some(), "an empty interval keeps the last p99");
         p.finish();
+    }
+
+    #[test]
+    fn plain_lines_follow_the_interval_and_zero_prints_none() {
+        let sample = Sample {
+            counters: Default::default(),
+            interval: crate::stats::new_histogram(),
+            ramped: true,
+        };
+        for (every_ms, want) in [(500u64, 8u64), (2000, 2), (0, 0)] {
+            let mut p = Progress::new(10, false, Duration::from_millis(every_ms));
+            let began = p.began;
+            // Samples every 250 ms for 4 s, on a simulated clock.
+            for tick in 1..=16u64 {
+                p.update_at(&sample, began + Duration::from_millis(250 * tick));
+            }
+            assert_eq!(p.lines, want, "every {every_ms} ms");
+        }
     }
 }

@@ -51,6 +51,14 @@ fn impossible_combinations_and_bad_values() {
     assert_one_line_exit_2(&["--url", &echo, "--duration", "soon"], "--duration");
     assert_one_line_exit_2(&["--url", &echo, "--cpus", "3-1"], "--cpus");
     assert_one_line_exit_2(&["--url", &echo, "--rate", "fast"], "--rate");
+    assert_one_line_exit_2(
+        &["--url", &echo, "--progress-interval", "often"],
+        "--progress-interval",
+    );
+    assert_one_line_exit_2(
+        &["--url", &echo, "--progress-interval", "10ms"],
+        "--progress-interval must be 0",
+    );
     server.shutdown();
 }
 
