@@ -80,8 +80,10 @@ pub struct Args {
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub warmup: Duration,
 
-    /// Total messages per second across all connections (publishes in broadcast mode), or `max`
-    /// for a closed loop with `--inflight` messages outstanding per connection.
+    /// Total messages per second across all connections (publishes in broadcast mode), `max`
+    /// for a closed loop with `--inflight` messages outstanding per connection, or `0` to hold
+    /// the connections idle for `--duration` without sending anything (the report then says
+    /// `idle` and counts the connections held instead of latency).
     #[arg(long, default_value = "1000", conflicts_with = "rate_per_conn")]
     pub rate: RateArg,
 
@@ -154,7 +156,7 @@ impl std::fmt::Display for Mode {
     }
 }
 
-/// `--rate`: a number of messages per second, or `max`.
+/// `--rate`: a number of messages per second (0: idle), or `max`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RateArg {
     /// Messages per second across all sending connections.
@@ -171,8 +173,8 @@ impl FromStr for RateArg {
             return Ok(RateArg::Max);
         }
         match s.parse::<f64>() {
-            Ok(r) if r > 0.0 && r.is_finite() => Ok(RateArg::PerSecond(r)),
-            _ => Err(format!("expected a positive number or `max`, got {s:?}")),
+            Ok(r) if r >= 0.0 && r.is_finite() => Ok(RateArg::PerSecond(r)),
+            _ => Err(format!("expected a number >= 0 or `max`, got {s:?}")),
         }
     }
 }
@@ -561,7 +563,12 @@ mod tests {
         let p = plan(&["--conns", "10", "--rate-per-conn", "2"]).unwrap();
         assert_eq!(p.load, Load::Open { rate: 20.0 });
         assert!(error(&["--inflight", "3"]).contains("closed loop"));
+        assert_eq!(
+            plan(&["--rate", "0"]).unwrap().load,
+            Load::Open { rate: 0.0 }
+        );
         assert!(Args::try_parse_from(["loadgen", "--rate", "-1"]).is_err());
+        assert!(Args::try_parse_from(["loadgen", "--rate", "NaN"]).is_err());
         assert!(Args::try_parse_from(["loadgen", "--rate", "1", "--rate-per-conn", "1"]).is_err());
     }
 

@@ -70,6 +70,9 @@ pub struct ConnSummary {
     pub connect_rate: f64,
     pub attempted: u64,
     pub established: u64,
+    /// Established connections still open when the traffic (or the idle hold) ended:
+    /// `established` minus `dropped`.
+    pub held: u64,
     pub failed: std::collections::BTreeMap<String, u64>,
     pub dropped: std::collections::BTreeMap<String, u64>,
 }
@@ -127,6 +130,9 @@ pub struct Report {
     pub latency_us: Percentiles,
     pub connect_us: Percentiles,
     pub loadgen_lag_us: Percentiles,
+    /// `--rate 0`: connections were opened and held for the duration with nothing sent, so
+    /// there are no latency figures.
+    pub idle: bool,
     /// Whether the workers busy-polled during the traffic (`--busy-poll`).
     pub busy_poll: bool,
     /// Times workers could block in `poll` during the traffic and drain (0 when busy-polling).
@@ -207,6 +213,9 @@ impl Report {
                 },
                 attempted: c.attempted,
                 established: c.established,
+                held: c
+                    .established
+                    .saturating_sub(c.dropped.values().sum::<u64>()),
                 failed: c.failed.clone(),
                 dropped: c.dropped.clone(),
             },
@@ -223,6 +232,7 @@ impl Report {
             latency_us: Percentiles::of(&stats.latency),
             connect_us: Percentiles::of(&stats.connect),
             loadgen_lag_us: Percentiles::of(&stats.lag),
+            idle: plan.load == (Load::Open { rate: 0.0 }),
             busy_poll: plan.busy_poll,
             traffic_sleeps: c.traffic_sleeps,
             publishers,
@@ -250,6 +260,7 @@ impl Report {
             "msg"
         };
         let load = match self.load {
+            Load::Open { .. } if self.idle => "idle (connections held, nothing sent)".to_string(),
             Load::Open { rate } => format!("open loop, {rate:.0} msg/s scheduled"),
             Load::Closed { inflight } => format!("closed loop, {inflight} in flight per sender"),
         };
@@ -299,63 +310,16 @@ impl Report {
             "              duplicate {}  out-of-order {}  corrupt {}",
             m.duplicates, m.out_of_order, m.corrupt
         );
-        let offered = self
-            .rate
-            .offered
-            .map_or("max (closed loop)".to_string(), |r| format!("{r:.1} msg/s"));
-        let _ = writeln!(
-            out,
-            "rate          offered {offered}  sent {:.1} msg/s  received {:.1} {unit}/s{}",
-            self.rate.sent,
-            self.rate.received,
-            // Worth a mention once it is more than a rounding error of the window.
-            if self.rate.late_s * 1000.0 > self.duration_s {
-                format!("  (last one {:.2} s late)", self.rate.late_s)
-            } else {
-                String::new()
-            }
-        );
-        let l = &self.latency_us;
-        let _ = writeln!(
-            out,
-            "latency       min {}  p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  ({} samples{})",
-            format_us(l.min),
-            format_us(l.p50),
-            format_us(l.p90),
-            format_us(l.p99),
-            format_us(l.p99_9),
-            format_us(l.p99_99),
-            format_us(l.max),
-            l.count,
-            if self.r#loop == "open" { ", from intended send time" } else { "" },
-        );
-        let k = &self.connect_us;
-        let _ = writeln!(
-            out,
-            "connect       p50 {}  p99 {}  max {}",
-            format_us(k.p50),
-            format_us(k.p99),
-            format_us(k.max)
-        );
-        if self.r#loop == "open" {
-            let g = &self.loadgen_lag_us;
+        if self.idle {
             let _ = writeln!(
                 out,
-                "loadgen lag   p50 {}  p99 {}  max {}{}{}",
-                format_us(g.p50),
-                format_us(g.p99),
-                format_us(g.max),
-                if self.busy_poll {
-                    "  (busy-polling)"
-                } else {
-                    ""
-                },
-                if g.p99 > 1_000 {
-                    "  (loadgen fell behind its schedule)"
-                } else {
-                    ""
-                }
+                "idle          nothing sent (--rate 0): {} of {} established connections held \
+                 through the {} s window; no latency figures",
+                c.held, c.established, self.duration_s
             );
+            self.connect_line(&mut out);
+        } else {
+            self.rate_and_latency_lines(&mut out, unit);
         }
         if !self.publishers.is_empty() {
             let _ = writeln!(
@@ -397,6 +361,73 @@ impl Report {
         };
         let _ = writeln!(out, "result        {verdict}");
         out
+    }
+
+    /// The rate, latency, connect and loadgen-lag lines of a run that sent messages.
+    fn rate_and_latency_lines(&self, out: &mut String, unit: &str) {
+        let offered = self
+            .rate
+            .offered
+            .map_or("max (closed loop)".to_string(), |r| format!("{r:.1} msg/s"));
+        let _ = writeln!(
+            out,
+            "rate          offered {offered}  sent {:.1} msg/s  received {:.1} {unit}/s{}",
+            self.rate.sent,
+            self.rate.received,
+            // Worth a mention once it is more than a rounding error of the window.
+            if self.rate.late_s * 1000.0 > self.duration_s {
+                format!("  (last one {:.2} s late)", self.rate.late_s)
+            } else {
+                String::new()
+            }
+        );
+        let l = &self.latency_us;
+        let _ = writeln!(
+            out,
+            "latency       min {}  p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  ({} samples{})",
+            format_us(l.min),
+            format_us(l.p50),
+            format_us(l.p90),
+            format_us(l.p99),
+            format_us(l.p99_9),
+            format_us(l.p99_99),
+            format_us(l.max),
+            l.count,
+            if self.r#loop == "open" { ", from intended send time" } else { "" },
+        );
+        self.connect_line(out);
+        if self.r#loop == "open" {
+            let g = &self.loadgen_lag_us;
+            let _ = writeln!(
+                out,
+                "loadgen lag   p50 {}  p99 {}  max {}{}{}",
+                format_us(g.p50),
+                format_us(g.p99),
+                format_us(g.max),
+                if self.busy_poll {
+                    "  (busy-polling)"
+                } else {
+                    ""
+                },
+                if g.p99 > 1_000 {
+                    "  (loadgen fell behind its schedule)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+
+    /// Connect time (connect + upgrade) percentiles.
+    fn connect_line(&self, out: &mut String) {
+        let k = &self.connect_us;
+        let _ = writeln!(
+            out,
+            "connect       p50 {}  p99 {}  max {}",
+            format_us(k.p50),
+            format_us(k.p99),
+            format_us(k.max)
+        );
     }
 
     /// Writes the JSON report to `path`.
@@ -532,6 +563,29 @@ mod tests {
             "{}",
             r.table()
         );
+    }
+
+    #[test]
+    fn an_idle_run_reports_held_connections_and_no_latency() {
+        let p = plan(&["--conns", "10", "--rate", "0", "--duration", "5s"]);
+        let mut s = Stats::default();
+        s.counters.attempted = 10;
+        s.counters.established = 10;
+        s.counters.drop_conn(crate::connection::FailReason::Reset);
+        let r = Report::new(&p, &s);
+        assert!(r.idle, "{r:?}");
+        assert_eq!((r.connections.held, r.messages.sent), (9, 0));
+        let table = r.table();
+        assert!(
+            table.contains("9 of 10 established connections held through the 5 s window"),
+            "{table}"
+        );
+        assert!(
+            !table.contains("\nlatency ") && !table.contains("\nloadgen lag"),
+            "{table}"
+        );
+        assert!(table.contains("\nconnect ") && table.contains("idle (connections held"));
+        assert!(!Report::new(&plan(&["--rate", "1"]), &s).idle);
     }
 
     #[test]

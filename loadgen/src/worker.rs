@@ -435,7 +435,8 @@ impl Worker {
             .filter(|&&id| plan.is_sender(id))
             .count();
         let (rate, offset) = match plan.load {
-            Load::Open { rate } if mine > 0 => {
+            // `--rate 0` (idle): no slots, no offset (a zero rate has no period to divide).
+            Load::Open { rate } if mine > 0 && rate > 0.0 => {
                 let rate = rate * mine as f64 / plan.senders() as f64;
                 let offset = 1e9 / rate * self.spec.index as f64 / self.spec.of as f64;
                 (rate, offset as u64)

@@ -103,3 +103,40 @@ fn pipelined_and_large_messages_all_come_back() {
     }
     server.shutdown();
 }
+
+#[test]
+fn rate_zero_holds_every_connection_and_sends_nothing() {
+    let server = corecast();
+    let target = url(server.local_addr(), "/echo");
+    let run = loadgen(
+        &format!("--url {target} --conns 40 --threads 2 --rate 0 --duration 1s"),
+        LIMIT,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.dump());
+    run.expect("/connections/established", 40);
+    run.expect("/connections/held", 40);
+    assert_eq!(run.report()["idle"], true);
+    for field in ["sent", "received", "lost", "unsent", "corrupt"] {
+        run.expect(&format!("/messages/{field}"), 0);
+    }
+    run.expect("/latency_us/count", 0);
+    assert!(run.report()["connections"]["dropped"]
+        .as_object()
+        .unwrap()
+        .is_empty());
+    assert!(
+        run.stdout.contains("40 of 40 established connections held"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("\nlatency "), "{}", run.stdout);
+    // The server saw the connections and no message (its counters are published per tick).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let total = |f: fn(&corecast::Counters) -> u64| server.stats().iter().map(f).sum::<u64>();
+    while total(|c| c.handshakes) < 40 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(total(|c| c.handshakes), 40);
+    assert_eq!(total(|c| c.msgs_in), 0);
+    server.shutdown();
+}
