@@ -23,7 +23,7 @@ use mio::net::TcpStream;
 use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 use tungstenite::protocol::{Role, WebSocketConfig};
-use tungstenite::{Message, WebSocket};
+use tungstenite::{Bytes, Message, WebSocket};
 
 use crate::handshake::{HandshakeError, Upgrade};
 
@@ -375,12 +375,14 @@ impl Connection {
         }
     }
 
-    /// Queues `payload` as one binary message and tries to write it out.
-    pub fn send(&mut self, payload: Vec<u8>) -> Result<(), SendError> {
+    /// Queues `payload` as one binary message and tries to write it out. tungstenite copies it
+    /// into its out buffer and drops it before this returns (which lets `payload::Encoder`
+    /// reuse its storage).
+    pub fn send(&mut self, payload: Bytes) -> Result<(), SendError> {
         let State::Open(ws) = &mut self.state else {
             return Err(SendError::NotOpen);
         };
-        let result = match ws.write(Message::Binary(payload.into())) {
+        let result = match ws.write(Message::Binary(payload)) {
             Ok(()) => flush(ws),
             Err(tungstenite::Error::WriteBufferFull(_)) => return Err(SendError::Full),
             // WouldBlock: the message is queued (tungstenite issue #281); never resend it.
@@ -534,14 +536,14 @@ mod tests {
         drive_until(&mut poll, &mut conn, &mut got, |s, _| s == Step::Opened);
         assert!(conn.is_open());
         for i in 0..10u8 {
-            conn.send(vec![i; 100]).unwrap();
+            conn.send(vec![i; 100].into()).unwrap();
         }
         drive_until(&mut poll, &mut conn, &mut got, |_, g| g.len() == 10);
         assert_eq!(got[9], vec![9u8; 100]);
         assert!(!conn.begin_close());
         let end = drive_until(&mut poll, &mut conn, &mut got, |s, _| s != Step::Pending);
         assert_eq!(end, Step::Finished(None));
-        assert_eq!(conn.send(vec![1]), Err(SendError::NotOpen));
+        assert_eq!(conn.send(vec![1].into()), Err(SendError::NotOpen));
     }
 
     #[test]

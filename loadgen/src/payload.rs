@@ -10,6 +10,7 @@
 //! message's still fails the check. Anything else (a stray server message) fails the length
 //! check or the receiver's sender and sequence checks.
 
+use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
 /// Bytes taken by the header; `--size` must be at least this.
@@ -38,19 +39,46 @@ pub enum PayloadError {
 
 /// Builds a message of exactly `size` bytes (`size >= HEADER_LEN`).
 pub fn encode(header: Header, size: usize) -> Vec<u8> {
-    debug_assert!(size >= HEADER_LEN);
     let mut buf = Vec::with_capacity(size);
-    buf.extend_from_slice(&header.sender.to_le_bytes());
-    buf.extend_from_slice(&(header.seq as u32).to_le_bytes());
-    buf.extend_from_slice(&header.intended_ns.to_le_bytes());
+    write_message(header, size, |piece| buf.extend_from_slice(piece));
+    buf
+}
+
+/// Hands the bytes of a `size`-byte message to `put`, in order.
+fn write_message(header: Header, size: usize, mut put: impl FnMut(&[u8])) {
+    debug_assert!(size >= HEADER_LEN);
+    put(&header.sender.to_le_bytes());
+    put(&(header.seq as u32).to_le_bytes());
+    put(&header.intended_ns.to_le_bytes());
     let seed = filler_seed(header.sender, header.seq);
     let mut at = HEADER_LEN;
     while at < size {
         let piece = filler(seed, at, size - at);
-        buf.extend_from_slice(piece);
+        put(piece);
         at += piece.len();
     }
-    buf
+}
+
+/// Builds outgoing messages into one reused buffer, so the send path does not allocate.
+///
+/// Each message is split off the buffer as a `Bytes` that shares its storage. tungstenite copies
+/// a message into its own out buffer (masking it) and drops it before `write` returns, so by the
+/// next `message` call the buffer is again the storage's only owner and `reserve` takes the
+/// whole storage back instead of allocating. Keeping a message longer only costs one new
+/// storage, never a wrong byte.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    buf: BytesMut,
+}
+
+impl Encoder {
+    /// The message `encode(header, size)` would build, as a `Bytes` on the reused storage.
+    pub fn message(&mut self, header: Header, size: usize) -> Bytes {
+        // Room for a few messages, so the storage is taken back only every few sends.
+        self.buf.reserve(size.max(4096));
+        write_message(header, size, |piece| self.buf.extend_from_slice(piece));
+        self.buf.split().freeze()
+    }
 }
 
 /// Checks length, marker and every filler byte, and returns the header.
@@ -138,6 +166,37 @@ mod tests {
             ..H
         };
         assert_eq!(decode(&encode(big, 40), 40), Ok(Header { seq: 77, ..big }));
+    }
+
+    #[test]
+    fn the_encoder_builds_the_same_bytes_and_reuses_its_storage() {
+        let mut enc = Encoder::default();
+        let first = enc.message(H, 64);
+        assert_eq!(first[..], encode(H, 64)[..]);
+        let storage = first.as_ptr() as usize;
+        drop(first);
+        // Every later message, of any size up to the first reservation, lands in that storage.
+        for (i, size) in [16usize, 64, 1000, 4096, 17, 3000]
+            .iter()
+            .cycle()
+            .take(200)
+            .enumerate()
+        {
+            let h = Header { seq: i as u64, ..H };
+            let msg = enc.message(h, *size);
+            assert_eq!(decode(&msg, *size), Ok(h));
+            let at = msg.as_ptr() as usize;
+            assert!(
+                (storage..storage + 8192).contains(&at),
+                "message {i} of {size} B was built in a new allocation"
+            );
+        }
+        // A message still held elsewhere is never overwritten: the encoder moves on instead.
+        let kept = enc.message(H, 64);
+        for seq in 0..100 {
+            let _ = enc.message(Header { seq, ..H }, 4096);
+        }
+        assert_eq!(decode(&kept, 64), Ok(H));
     }
 
     #[test]

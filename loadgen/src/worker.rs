@@ -25,7 +25,7 @@ use slab::Slab;
 use crate::cli::{Load, Mode, Plan};
 use crate::clock::{micros_between, now_ns};
 use crate::connection::{open_socket, Connection, FailReason, SendError, Step};
-use crate::payload::{self, Header};
+use crate::payload::{self, Encoder, Header};
 use crate::schedule::Schedule;
 use crate::sequence::SeqTracker;
 use crate::stats::{new_histogram, record, Sample, Stats};
@@ -175,6 +175,8 @@ pub struct Worker {
     outstanding: u64,
     /// When the next sample is due.
     next_sample_ns: u64,
+    /// Builds outgoing messages without an allocation per message.
+    encoder: Encoder,
 }
 
 impl Worker {
@@ -216,6 +218,7 @@ impl Worker {
             last_delivery_ns: 0,
             outstanding: 0,
             next_sample_ns: now,
+            encoder: Encoder::default(),
         })
     }
 
@@ -530,7 +533,7 @@ impl Worker {
             seq: c.sent,
             intended_ns: intended,
         };
-        match c.conn.send(payload::encode(header, size)) {
+        match c.conn.send(self.encoder.message(header, size)) {
             Ok(()) => {
                 c.sent += 1;
                 c.inflight += 1;
