@@ -40,8 +40,9 @@ pub struct Stream {
     pub boundary: Boundary,
     /// Whether reads are WebSocket frames (after the HTTP head) and must be followed.
     pub framed: bool,
-    /// Bytes read from the socket but not yet handed to tungstenite.
-    ahead: ReadAhead,
+    /// Bytes read from the socket but not yet handed to tungstenite; boxed, as most
+    /// connections never need it and every idle one would carry it.
+    ahead: Option<Box<ReadAhead>>,
 }
 
 /// `buf[start..end]` is read from the socket and not yet handed on.
@@ -75,7 +76,7 @@ impl Stream {
             drained: false,
             boundary: Boundary::default(),
             framed: false,
-            ahead: ReadAhead::default(),
+            ahead: None,
         }
     }
 
@@ -86,21 +87,21 @@ impl Stream {
 
     /// Nothing read from the socket is waiting to be handed to tungstenite.
     pub fn nothing_read_ahead(&self) -> bool {
-        self.ahead.is_empty()
+        self.ahead.as_ref().is_none_or(|a| a.is_empty())
     }
 
     /// Frees buffers a quiet connection does not need (the read-ahead buffer, an empty
     /// outbox's spare capacity).
     pub fn release_buffers(&mut self) {
-        if self.ahead.is_empty() {
-            self.ahead = ReadAhead::default();
+        if self.nothing_read_ahead() {
+            self.ahead = None;
         }
         self.out.shrink_if_empty();
     }
 
     /// Bytes held in buffers owned by the stream (for tests and accounting).
     pub fn buffered_capacity(&self) -> usize {
-        self.ahead.buf.capacity()
+        self.ahead.as_ref().map_or(0, |a| a.buf.capacity())
     }
 
     fn read_socket(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -115,22 +116,23 @@ impl Stream {
         let size = (frame_left as usize)
             .saturating_add(chunk)
             .min(READ_AHEAD_MAX);
-        if self.ahead.buf.len() < size {
-            self.ahead.buf.resize(size, 0);
+        let ahead = self.ahead.get_or_insert_with(Default::default);
+        if ahead.buf.len() < size {
+            ahead.buf.resize(size, 0);
         }
         // Disjoint fields: the socket reads straight into the read-ahead buffer.
-        let n = self.tcp.read(&mut self.ahead.buf[..size])?;
+        let n = self.tcp.read(&mut ahead.buf[..size])?;
         self.bytes_in += n as u64;
         self.drained = n > 0 && n < size;
-        self.ahead.start = 0;
-        self.ahead.end = n;
+        ahead.start = 0;
+        ahead.end = n;
         Ok(n)
     }
 }
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.ahead.is_empty() {
+        if self.nothing_read_ahead() {
             if self.drained {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
@@ -150,7 +152,11 @@ impl Read for Stream {
                 return Ok(0);
             }
         }
-        let n = self.ahead.take(buf);
+        let n = self
+            .ahead
+            .as_mut()
+            .expect("checked above: bytes are read ahead")
+            .take(buf);
         self.boundary.feed(&buf[..n]);
         Ok(n)
     }
