@@ -590,6 +590,7 @@ main() {
     mkdir -p "$RAW"
     rm -f "$RAW"/*
     started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    git_at_start=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
     log "servers: ${SERVER_LIST[*]}; tests: $ONLY; $REPS repetition(s); output $OUT"
 
     wants echo && test_echo
@@ -601,7 +602,7 @@ main() {
     variants=()
     for name in "${!VARIANT[@]}"; do variants+=(--variant "$name=${VARIANT[$name]}"); done
     python3 "$ROOT/benches/compare/summarize.py" summarize "$RAW" "$OUT" \
-        --servers "$(IFS=,; echo "${SERVER_LIST[*]}")" --clk-tck "$CLK_TCK" --started "$started" \
+        --servers "$(IFS=,; echo "${SERVER_LIST[*]}")" --clk-tck "$CLK_TCK" --started "$started" --git "$git_at_start" \
         --command "benches/compare.sh ${ARGS[*]}" --root "$ROOT" "${variants[@]}"
     python3 "$ROOT/benches/chart.py" "$OUT/results.json" "$OUT/chart.svg"
     log "wrote $OUT/results.json, $OUT/table.md, $OUT/chart.svg"

@@ -379,7 +379,8 @@ def summarize(args):
     results = {
         "started": args.started,
         "command": args.command,
-        "git": sh(["git", "-C", args.root, "describe", "--always", "--dirty"]),
+        # What was measured is what was built when the run started, not HEAD at its end.
+        "git": args.git or sh(["git", "-C", args.root, "describe", "--always", "--dirty"]),
         "machine": {
             "nproc": os.cpu_count(),
             "cpu_model": model,
@@ -461,6 +462,7 @@ def main():
     s.add_argument("--servers", required=True)
     s.add_argument("--clk-tck", type=int, required=True)
     s.add_argument("--started")
+    s.add_argument("--git", help="commit the run measured (default: the checkout's now)")
     s.add_argument("--command")
     s.add_argument("--root", default=".")
     s.add_argument("--variant", action="append", default=[])
