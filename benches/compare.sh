@@ -522,8 +522,7 @@ test_latency() {
 }
 
 # Idle memory: ramp IDLE_CONNS upgraded connections, let them rest, read the server's RSS.
-# loadgen has no idle mode; a run with --rate 0.000001 sends exactly one message (its first
-# slot, at the start of the traffic window) and then nothing for the rest of the window.
+# loadgen's --rate 0 holds the connections for the window without sending anything.
 test_idle() {
     local rep s run base_rss base_sock base_slab rss sock slab i
     local window=$((IDLE_SETTLE + 15))
@@ -536,7 +535,7 @@ test_idle() {
             sleep 1
             base_rss=$(rss_kb "$SERVER_PID") base_sock=$(sock_pages) base_slab=$(slab_kb)
             loadgen_start "$run" --url "ws://$ADDR/echo" --conns "$IDLE_CONNS" \
-                --connect-rate 2500 --connect-timeout 30s --size 64 --rate 0.000001 \
+                --connect-rate 2500 --connect-timeout 30s --size 64 --rate 0 \
                 --duration "${window}s"
             # Progress lines come every 2 s; "traffic:" means every connection is upgraded.
             for i in $(seq 600); do
