@@ -5,7 +5,8 @@
 //! a virtual machine means programming the timer hardware (a VM exit) once or twice per
 //! wakeup; at low message rates, where nearly every message is a wakeup, that measured about
 //! 7% of the server's CPU per message. A periodic timerfd is armed once and fires once per
-//! tick, so the loop can sleep with no timeout at all.
+//! tick, so the loop can sleep with no timeout at all. loadgen uses the same timer, armed for
+//! one absolute deadline at a time, to pace its schedule.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -15,15 +16,16 @@ use mio::event::Source;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-/// A non-blocking CLOCK_MONOTONIC timerfd firing every `interval`.
+/// A non-blocking CLOCK_MONOTONIC timerfd, usable as a mio source: periodic (the worker's tick)
+/// or armed for one absolute deadline (loadgen's schedule).
 #[derive(Debug)]
 pub struct Ticker {
     fd: OwnedFd,
 }
 
 impl Ticker {
-    /// Starts ticking: the first expiry is one `interval` from now.
-    pub fn new(interval: Duration) -> io::Result<Ticker> {
+    /// A disarmed timer.
+    pub fn disarmed() -> io::Result<Ticker> {
         // SAFETY: plain syscall; the result is checked before it is used as a descriptor.
         let fd = unsafe {
             libc::timerfd_create(
@@ -35,23 +37,45 @@ impl Ticker {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fd is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Ticker {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Starts ticking: the first expiry is one `interval` from now.
+    pub fn new(interval: Duration) -> io::Result<Ticker> {
+        let ticker = Ticker::disarmed()?;
         // A zero interval would disarm the timer.
-        let interval = interval.max(Duration::from_micros(1));
-        let spec = libc::timespec {
-            tv_sec: interval.as_secs() as libc::time_t,
-            tv_nsec: interval.subsec_nanos() as libc::c_long,
+        let every = timespec(interval.max(Duration::from_micros(1)));
+        ticker.set(0, every, every)?;
+        Ok(ticker)
+    }
+
+    /// Fires once at `deadline_ns` (CLOCK_MONOTONIC); a deadline in the past fires at once.
+    pub fn arm_at(&self, deadline_ns: u64) -> io::Result<()> {
+        // A zero it_value would disarm the timer, so the earliest deadline is 1 ns.
+        let at = timespec(Duration::from_nanos(deadline_ns.max(1)));
+        self.set(libc::TFD_TIMER_ABSTIME, at, timespec(Duration::ZERO))
+    }
+
+    fn set(
+        &self,
+        flags: libc::c_int,
+        value: libc::timespec,
+        interval: libc::timespec,
+    ) -> io::Result<()> {
+        let spec = libc::itimerspec {
+            it_interval: interval,
+            it_value: value,
         };
-        let value = libc::itimerspec {
-            it_interval: spec,
-            it_value: spec,
+        // SAFETY: the fd is a timerfd we own; `spec` is a valid itimerspec; no old value wanted.
+        let rc = unsafe {
+            libc::timerfd_settime(self.fd.as_raw_fd(), flags, &spec, std::ptr::null_mut())
         };
-        // SAFETY: the fd is a timerfd we own; `value` is a valid itimerspec; no old value wanted.
-        let rc = unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &value, std::ptr::null_mut()) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Ticker { fd })
+        Ok(())
     }
 
     /// Consumes the expirations so far; returns how many there were (0 if none).
@@ -64,6 +88,13 @@ impl Ticker {
         } else {
             0
         }
+    }
+}
+
+fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
     }
 }
 
@@ -114,6 +145,31 @@ mod tests {
             }
         }
         assert!(ticks >= 3);
+    }
+
+    #[test]
+    fn an_absolute_deadline_fires_once() {
+        let mut poll = Poll::new().unwrap();
+        let mut timer = Ticker::disarmed().unwrap();
+        poll.registry()
+            .register(&mut timer, Token(3), Interest::READABLE)
+            .unwrap();
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: writes one timespec into a valid pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        let now_ns = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
+        timer.arm_at(now_ns + 2_000_000).unwrap();
+        let mut events = Events::with_capacity(8);
+        poll.poll(&mut events, None).unwrap();
+        assert_eq!(events.iter().next().map(|e| e.token()), Some(Token(3)));
+        assert_eq!(timer.acknowledge(), 1);
+        // One-shot: nothing more is pending.
+        poll.poll(&mut events, Some(Duration::from_millis(20)))
+            .unwrap();
+        assert!(events.is_empty());
     }
 
     #[test]

@@ -3,20 +3,18 @@
 //! `Poll::poll` takes millisecond timeouts (epoll_wait), far too coarse for a schedule sending a
 //! message every few hundred microseconds; the lag would land in the measured latency. An armed
 //! timerfd makes the loop wake within the kernel's timer slack of the deadline without spinning.
-//! The worker owns one timer and re-arms it to its next deadline after every loop pass.
+//! The worker owns one timer and re-arms it to its next deadline after every loop pass; the
+//! timerfd itself is corecast's (`corecast::timer::Ticker`), this type only skips re-arming a
+//! deadline that is already armed.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use mio::event::Source;
-use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
+use corecast::timer::Ticker;
 
-/// A non-blocking CLOCK_MONOTONIC timerfd.
+/// A one-shot CLOCK_MONOTONIC timer; register `source()` with the worker's poll.
 #[derive(Debug)]
 pub struct Timer {
-    /// The timerfd; closed on drop.
-    fd: OwnedFd,
+    fd: Ticker,
     /// The absolute deadline currently armed, to skip redundant syscalls.
     armed_ns: Option<u64>,
 }
@@ -24,19 +22,15 @@ pub struct Timer {
 impl Timer {
     /// Creates a disarmed timer.
     pub fn new() -> io::Result<Timer> {
-        // SAFETY: plain syscall; the result is checked before it is used as a descriptor.
-        let fd = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Timer { fd, armed_ns: None })
+        Ok(Timer {
+            fd: Ticker::disarmed()?,
+            armed_ns: None,
+        })
+    }
+
+    /// The timerfd, to register with a poll.
+    pub fn source(&mut self) -> &mut Ticker {
+        &mut self.fd
     }
 
     /// Arms the timer to fire at `deadline_ns` (CLOCK_MONOTONIC); a deadline in the past fires at
@@ -45,70 +39,15 @@ impl Timer {
         if self.armed_ns == Some(deadline_ns) {
             return Ok(());
         }
-        // A zero it_value would disarm the timer, so the earliest deadline is 1 ns.
-        let deadline_ns = deadline_ns.max(1);
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
-                tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
-            },
-        };
-        // SAFETY: the fd is a timerfd we own; spec is a valid itimerspec; old value not wanted.
-        let rc = unsafe {
-            libc::timerfd_settime(
-                self.fd.as_raw_fd(),
-                libc::TFD_TIMER_ABSTIME,
-                &spec,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        self.fd.arm_at(deadline_ns)?;
         self.armed_ns = Some(deadline_ns);
         Ok(())
     }
 
     /// Consumes an expiry so the (edge-triggered) fd can report the next one.
     pub fn acknowledge(&mut self) {
-        let mut expirations = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into a buffer of 8; EAGAIN (not expired) is fine.
-        unsafe {
-            libc::read(
-                self.fd.as_raw_fd(),
-                expirations.as_mut_ptr().cast(),
-                expirations.len(),
-            );
-        }
+        self.fd.acknowledge();
         self.armed_ns = None;
-    }
-}
-
-impl Source for Timer {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.fd.as_raw_fd()).register(registry, token, interest)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.fd.as_raw_fd()).reregister(registry, token, interest)
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        SourceFd(&self.fd.as_raw_fd()).deregister(registry)
     }
 }
 
@@ -116,7 +55,7 @@ impl Source for Timer {
 mod tests {
     use std::time::Duration;
 
-    use mio::{Events, Poll};
+    use mio::{Events, Interest, Poll, Token};
 
     use super::*;
     use crate::clock::now_ns;
@@ -126,7 +65,7 @@ mod tests {
         let mut poll = Poll::new().unwrap();
         let mut timer = Timer::new().unwrap();
         poll.registry()
-            .register(&mut timer, Token(1), Interest::READABLE)
+            .register(timer.source(), Token(1), Interest::READABLE)
             .unwrap();
         let deadline = now_ns() + 3_000_000;
         timer.arm_at(deadline).unwrap();

@@ -190,7 +190,7 @@ impl Worker {
         let poll = Poll::new()?;
         let mut timer = Timer::new()?;
         poll.registry()
-            .register(&mut timer, TIMER, Interest::READABLE)?;
+            .register(timer.source(), TIMER, Interest::READABLE)?;
         let now = now_ns();
         let rate = plan.connect_rate * spec.conn_ids.len() as f64 / plan.conns as f64;
         let offset = (1e9 / plan.connect_rate * spec.index as f64) as u64;
