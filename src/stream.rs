@@ -190,21 +190,10 @@ mod tests {
         (client, stream)
     }
 
-    /// A masked client frame with a payload of `len` bytes counting up from `seed`.
+    /// A final client frame with a payload of `len` bytes counting up from `seed`.
     fn frame(opcode: u8, len: usize, seed: u8) -> Vec<u8> {
-        let mut out = vec![0x80 | opcode];
-        if len < 126 {
-            out.push(0x80 | len as u8);
-        } else if len < 65536 {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        out.extend_from_slice(&[0, 0, 0, 0]);
-        out.extend((0..len).map(|i| seed.wrapping_add(i as u8)));
-        out
+        let payload: Vec<u8> = (0..len).map(|i| seed.wrapping_add(i as u8)).collect();
+        crate::boundary::client_frame(0x80 | opcode, &payload)
     }
 
     /// Reads `want` bytes in tungstenite-sized chunks, waiting for data as needed.
