@@ -70,7 +70,9 @@ Options:
   --quick                 1 repetition, 2 s runs, idle test at 2,000 connections
   --only LIST             tests to run, from: $ALL_TESTS
   --servers LIST          servers in order, the first is the baseline of the ratios
-                          [default: $ALL_SERVERS]
+                          [default: $ALL_SERVERS]; also ceiling-epoll and ceiling-uring,
+                          benches/peers/ceiling: an echo with no WebSocket library, the floor
+                          any server meets on this kernel (echo, cpu, latency, idle only)
   --variant NAME=CMD      an extra corecast-like server: CMD is "BINARY [ARGS...]", started with
                           --listen ADDR --workers 1 --stats-interval 0 ARGS (add NAME to --servers)
   --reps N                repetitions of every measurement [default: $REPS]
@@ -166,7 +168,7 @@ command -v node >/dev/null && command -v npm >/dev/null || NODE=0
 
 server_known() {
     case $1 in
-        corecast|tokio-tungstenite|fastwebsockets|node-ws) return 0 ;;
+        corecast|tokio-tungstenite|fastwebsockets|node-ws|ceiling-epoll|ceiling-uring) return 0 ;;
         *) [[ -n ${VARIANT[$1]:-} ]] ;;
     esac
 }
@@ -187,7 +189,8 @@ build() {
     log "building corecast and loadgen (target $TARGET)"
     cargo build --release --quiet
     cargo build --release --quiet -p loadgen
-    if wants_server tokio-tungstenite || wants_server fastwebsockets; then
+    if wants_server tokio-tungstenite || wants_server fastwebsockets \
+        || wants_server ceiling-epoll || wants_server ceiling-uring; then
         log "building the peers (target $PEERS_TARGET)"
         (cd benches/peers && CARGO_TARGET_DIR=$PEERS_TARGET cargo build --release --quiet)
     fi
@@ -205,6 +208,8 @@ server_cmd() {
         tokio-tungstenite) printf '%s\n' "$PEERS_TARGET/release/peer-tokio-tungstenite" --listen "$addr" ;;
         fastwebsockets) printf '%s\n' "$PEERS_TARGET/release/peer-fastwebsockets" --listen "$addr" ;;
         node-ws) printf '%s\n' node "$ROOT/benches/peers/node-ws/server.js" --listen "$addr" ;;
+        ceiling-epoll|ceiling-uring)
+            printf '%s\n' "$PEERS_TARGET/release/peer-ceiling" --listen "$addr" --io "${name#ceiling-}" ;;
         *)
             local words
             read -r -a words <<<"${VARIANT[$name]}"
@@ -564,6 +569,8 @@ test_broadcast() {
             [[ $deliveries == "$first" ]] || test=bcast_${members}_at_$deliveries
             for rep in $(seq "$REPS"); do
                 for s in "${SERVER_LIST[@]}"; do
+                    # The ceiling only echoes: it has no rooms to measure.
+                    [[ $s == ceiling-* ]] && continue
                     log "broadcast: room of $members, 1 publisher at $rate msg/s: $s (rep $rep/$REPS)"
                     URL_PATH=/broadcast/bench measure "$test" "$s" "$rep" --mode broadcast \
                         --publishers 1 --conns "$members" --size "$BCAST_SIZE" --rate "$rate" \
