@@ -5,6 +5,11 @@
 //! when every byte read so far belongs to a complete frame and no fragmented data message is
 //! open. This tracker reads only frame headers (skipping payloads) to know exactly that. It
 //! validates nothing: tungstenite rejects malformed frames and the connection ends anyway.
+//!
+//! It also counts the messages those frames complete (each control frame, each final data
+//! frame): one per `Message` tungstenite's `read` will return. When tungstenite has returned
+//! as many as arrived and the socket is drained, another `read` could only end in
+//! `WouldBlock`, after zero-filling tungstenite's read buffer; the connection skips it.
 
 /// Frame-boundary state of one client stream.
 #[derive(Debug, Clone, Default)]
@@ -16,6 +21,11 @@ pub struct Boundary {
     payload_left: u64,
     /// A data message began with a non-final frame and its final frame has not arrived.
     fragmented: bool,
+    /// The current frame, once its payload is in, completes a message (see `messages`).
+    ends_message: bool,
+    /// Messages completed so far: control frames and final data frames. Wrapping: only
+    /// compared for equality with a count kept the same way.
+    messages: u32,
 }
 
 impl Boundary {
@@ -26,6 +36,9 @@ impl Boundary {
                 let skip = self.payload_left.min(data.len() as u64);
                 self.payload_left -= skip;
                 data = &data[skip as usize..];
+                if self.payload_left == 0 {
+                    self.end_frame();
+                }
                 continue;
             }
             self.header[self.have as usize] = data[0];
@@ -67,8 +80,24 @@ impl Boundary {
             // Data frames (continuation, text, binary, reserved): fin ends a message.
             self.fragmented = !fin;
         }
+        self.ends_message = fin || opcode >= 8;
         self.have = 0;
         self.payload_left = len;
+        if len == 0 {
+            self.end_frame();
+        }
+    }
+
+    fn end_frame(&mut self) {
+        if self.ends_message {
+            self.messages = self.messages.wrapping_add(1);
+        }
+    }
+
+    /// Messages the bytes seen so far complete: control frames and final data frames, the
+    /// count of `Message`s tungstenite's `read` returns once it has parsed all of them.
+    pub fn messages(&self) -> u32 {
+        self.messages
     }
 
     /// Payload bytes of the current frame not seen yet (0 between frames or inside a header).
@@ -141,6 +170,40 @@ mod tests {
             b.feed(std::slice::from_ref(byte));
         }
         assert!(b.at_rest());
+    }
+
+    #[test]
+    fn counts_the_messages_tungstenite_will_return() {
+        let mut stream = frame(0x81, 3); // text
+        stream.extend(frame(0x89, 0)); // ping, empty: complete at its header
+        stream.extend(frame(0x02, 200)); // binary, not final
+        stream.extend(frame(0x8a, 5)); // pong between fragments
+        stream.extend(frame(0x80, 70_000)); // final continuation
+        stream.extend(frame(0x82, 0)); // empty binary
+        stream.extend(frame(0x88, 2)); // close
+        let whole = {
+            let mut b = Boundary::default();
+            b.feed(&stream);
+            b.messages()
+        };
+        assert_eq!(whole, 6);
+        for chunk in [1, 2, 7, 100, 4096] {
+            let mut b = Boundary::default();
+            let mut counts = Vec::new();
+            for piece in stream.chunks(chunk) {
+                b.feed(piece);
+                counts.push(b.messages());
+            }
+            assert_eq!(b.messages(), whole, "chunk {chunk}");
+            assert!(counts.windows(2).all(|w| w[0] <= w[1]));
+        }
+        // Not one byte early: the last payload byte is what completes the message.
+        let text = frame(0x81, 3);
+        let mut b = Boundary::default();
+        b.feed(&text[..text.len() - 1]);
+        assert_eq!(b.messages(), 0);
+        b.feed(&text[text.len() - 1..]);
+        assert_eq!(b.messages(), 1);
     }
 
     #[test]

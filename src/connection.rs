@@ -335,19 +335,26 @@ impl Connection {
                 break Ok(Step::Again);
             }
             budget -= 1;
-            let (opcode, payload) = match ws.read() {
-                Ok(Message::Text(text)) => (OpCode::Text, Bytes::from(text)),
-                Ok(Message::Binary(data)) => (OpCode::Binary, data),
+            let message = match ws.read() {
+                Ok(message) => message,
+                Err(e) => break Err(e),
+            };
+            let stream = ws.get_mut();
+            stream.delivered = stream.delivered.wrapping_add(1);
+            let (opcode, payload) = match message {
+                Message::Text(text) => (OpCode::Text, Bytes::from(text)),
+                Message::Binary(data) => (OpCode::Binary, data),
                 // Pongs to pings and replies to closes are queued by tungstenite itself. They
                 // count towards the backlog like echoes: a client flooding pings without reading
                 // would otherwise have us queue pongs without bound.
-                Ok(_) => {
-                    if ws.get_ref().out.pending() > ctx.limits.max_backlog {
+                _ => {
+                    if stream.out.pending() > ctx.limits.max_backlog {
                         self.read_paused = true;
                     }
+                    // No skip test here: after a close, the next `read` is what reports the
+                    // end of the handshake.
                     continue;
                 }
-                Err(e) => break Err(e),
             };
             ctx.counters.msgs_in += 1;
             #[cfg(feature = "fault-injection")]
@@ -384,6 +391,9 @@ impl Connection {
                         self.read_paused = true;
                     }
                 }
+            }
+            if ws.get_ref().nothing_to_parse() {
+                break Ok(Step::Idle);
             }
         };
         let result = result.and_then(|step| ws.flush().map(|()| step));

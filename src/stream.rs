@@ -40,6 +40,8 @@ pub struct Stream {
     pub boundary: Boundary,
     /// Whether reads are WebSocket frames (after the HTTP head) and must be followed.
     pub framed: bool,
+    /// Messages tungstenite has returned (wrapping, like `Boundary::messages`).
+    pub delivered: u32,
     /// Bytes read from the socket but not yet handed to tungstenite; boxed, as most
     /// connections never need it and every idle one would carry it.
     ahead: Option<Box<ReadAhead>>,
@@ -76,6 +78,7 @@ impl Stream {
             drained: false,
             boundary: Boundary::default(),
             framed: false,
+            delivered: 0,
             ahead: None,
         }
     }
@@ -83,6 +86,14 @@ impl Stream {
     /// Writes queued bytes to the socket until done or the socket is full.
     pub fn flush_out(&mut self) -> io::Result<Flushed> {
         self.out.flush_to(&mut self.tcp)
+    }
+
+    /// Another tungstenite `read` could only end in `WouldBlock`: the socket is drained,
+    /// nothing is read ahead, and tungstenite has returned every message that arrived, so
+    /// its buffer holds at most part of a frame. Skipping that `read` saves the zero-fill
+    /// of tungstenite's read buffer it starts with, once per readiness event.
+    pub fn nothing_to_parse(&self) -> bool {
+        self.drained && self.nothing_read_ahead() && self.delivered == self.boundary.messages()
     }
 
     /// Nothing read from the socket is waiting to be handed to tungstenite.
@@ -276,6 +287,40 @@ mod tests {
     fn frames_after_a_large_one_keep_their_order_and_bytes() {
         mixed_frames_survive(4096);
         mixed_frames_survive(64);
+    }
+
+    #[test]
+    fn nothing_to_parse_only_once_every_arrived_message_is_returned() {
+        use tungstenite::protocol::{Role, WebSocket};
+        let (mut client, stream) = pair();
+        let mut wire = frame(0x2, 10, 1);
+        wire.extend(frame(0x9, 0, 0)); // a ping: a message of its own
+        wire.extend(frame(0x1, 5, b'a'));
+        let partial = frame(0x2, 100, 9);
+        wire.extend(&partial[..50]);
+        client.write_all(&wire).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut ws = WebSocket::from_raw_socket(stream, Role::Server, None);
+        for left in (0..3).rev() {
+            ws.read().unwrap();
+            let stream = ws.get_mut();
+            stream.delivered += 1;
+            assert!(stream.drained, "one socket read took everything");
+            // Were this true early, a message would sit in tungstenite until more data came.
+            assert_eq!(stream.nothing_to_parse(), left == 0, "{left} messages left");
+        }
+        match ws.read() {
+            Err(tungstenite::Error::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+            other => panic!("expected WouldBlock, got {other:?}"),
+        }
+        // The rest of the partial frame: a new readiness event, one more message.
+        client.write_all(&partial[50..]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        ws.get_mut().drained = false;
+        assert!(!ws.get_ref().nothing_to_parse());
+        assert!(ws.read().unwrap().is_binary());
+        ws.get_mut().delivered += 1;
+        assert!(ws.get_ref().nothing_to_parse());
     }
 
     #[test]
