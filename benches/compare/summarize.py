@@ -7,6 +7,10 @@
 RAW holds runs.jsonl (one line per measurement: test, server, rep, run, and what the runner read
 from /proc) and loadgen's JSON report of each run (RAW/<run>.json). Every figure is the median of
 the repetitions; ratios are a server's median divided by the baseline's (the first server).
+With two or more repetitions the table also gives the range of the per-repetition ratios (the
+servers take turns within a repetition, so each pair met the same phase of the machine), and
+prints the ratio in bold when every repetition puts the server on the same side of the
+baseline.
 Python 3 standard library only.
 """
 
@@ -403,6 +407,27 @@ def summarize(args):
     print(table, end="")
 
 
+def paired_ratios(values, server, base):
+    """The server's figure over the baseline's, repetition by repetition (the two ran within
+    seconds of each other, so each pair met the same phase of a noisy machine)."""
+    mine = values.get(server, {}).get("runs", [])
+    theirs = values.get(base, {}).get("runs", [])
+    return [a / b for a, b in zip(mine, theirs) if a is not None and b]
+
+
+def fmt_ratio_cell(r, paired):
+    """`(1.08×)`, or with repetitions `(1.08×; 0.94–1.25)`, bold when every repetition
+    agrees on the side of 1."""
+    if len(paired) < 2:
+        return f" ({r:.2f}×)"
+    lo, hi = min(paired), max(paired)
+    ratio = f"{r:.2f}×"
+    # Judged at the precision shown, so "1.00–1.00" is never bold.
+    if round(lo, 2) > 1 or round(hi, 2) < 1:
+        ratio = f"**{ratio}**"
+    return f" ({ratio}; {lo:.2f}–{hi:.2f})"
+
+
 def render_table(results, headline_only=False):
     servers = results["servers"]
     base = results["baseline"]
@@ -423,15 +448,16 @@ def render_table(results, headline_only=False):
             text = fmt(v["median"])
             r = m["ratio_to_baseline"].get(s)
             if s != base and r is not None and m["better"] != "none":
-                text += f" ({r:.2f}×)"
+                text += fmt_ratio_cell(r, paired_ratios(m["values"], s, base))
             if not v["clean"]:
                 text += " †"
             cells.append(text)
         lines.append(f"| {m['label']} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"Medians of {max_reps(results)} repetition(s); (n×) = the server's figure divided "
-                 f"by {base}'s; † = at least one repetition lost messages or connections "
-                 "(see raw/).")
+                 f"by {base}'s; (n×; lo–hi) = also the range of that ratio repetition by repetition, "
+                 f"**n×** when every repetition is on the same side of {base}; † = at least one "
+                 "repetition lost messages or connections (see raw/).")
     return "\n".join(lines) + "\n"
 
 
