@@ -145,15 +145,10 @@ wants() { [[ ,$ONLY, == *,$1,* ]]; }
 OPEN_LOOP=()
 [[ $BUSY_POLL == 1 ]] && OPEN_LOOP=(--busy-poll)
 
-# Cargo resolves a relative CARGO_TARGET_DIR against the directory it runs in; we build from
-# $ROOT, so resolve it there too.
-TARGET=${CARGO_TARGET_DIR:-target}
-[[ $TARGET == /* ]] || TARGET=$ROOT/$TARGET
-PEERS_TARGET=$ROOT/benches/peers/target
-[[ -n ${CARGO_TARGET_DIR:-} ]] && PEERS_TARGET=$TARGET/peers
+# shellcheck source=benches/servers.sh
+source "$ROOT/benches/servers.sh"
 OUT=${OUT:-$TARGET/compare}
 RAW=$OUT/raw
-BIN=$TARGET/release
 CLK_TCK=$(getconf CLK_TCK)
 PAGE=$(getconf PAGESIZE)
 
@@ -166,12 +161,6 @@ read -r -a SERVER_LIST <<<"${SERVERS//,/ }"
 NODE=1
 command -v node >/dev/null && command -v npm >/dev/null || NODE=0
 
-server_known() {
-    case $1 in
-        corecast|tokio-tungstenite|fastwebsockets|node-ws|ceiling-epoll|ceiling-uring) return 0 ;;
-        *) [[ -n ${VARIANT[$1]:-} ]] ;;
-    esac
-}
 for s in "${SERVER_LIST[@]}"; do
     server_known "$s" || die "unknown server $s (define it with --variant $s=CMD)"
 done
@@ -200,23 +189,6 @@ build() {
     fi
 }
 
-# The command line of server $1 listening on $2 (an address), one word per line.
-server_cmd() {
-    local name=$1 addr=$2
-    case $name in
-        corecast) printf '%s\n' "$BIN/corecast" --listen "$addr" --workers 1 --stats-interval 0 ;;
-        tokio-tungstenite) printf '%s\n' "$PEERS_TARGET/release/peer-tokio-tungstenite" --listen "$addr" ;;
-        fastwebsockets) printf '%s\n' "$PEERS_TARGET/release/peer-fastwebsockets" --listen "$addr" ;;
-        node-ws) printf '%s\n' node "$ROOT/benches/peers/node-ws/server.js" --listen "$addr" ;;
-        ceiling-epoll|ceiling-uring)
-            printf '%s\n' "$PEERS_TARGET/release/peer-ceiling" --listen "$addr" --io "${name#ceiling-}" ;;
-        *)
-            local words
-            read -r -a words <<<"${VARIANT[$name]}"
-            printf '%s\n' "${words[0]}" --listen "$addr" --workers 1 --stats-interval 0 "${words[@]:1}"
-            ;;
-    esac
-}
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

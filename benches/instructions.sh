@@ -16,14 +16,12 @@
 
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-[[ $TARGET == /* ]] || TARGET=$ROOT/$TARGET
-PEERS=$ROOT/benches/peers/target/release
-[[ -n ${CARGO_TARGET_DIR:-} ]] && PEERS=$TARGET/peers/release
+declare -A VARIANT=()
+# shellcheck source=benches/servers.sh
+source "$ROOT/benches/servers.sh"
 SERVERS=corecast,fastwebsockets,tokio-tungstenite,ceiling-epoll
 RATE=2000 SIZE=512 CONNS=100 SHORT=3 LONG=6 PORT=19600
 OUT=$TARGET/instructions
-declare -A VARIANT=()
 
 die() { echo "instructions.sh: $*" >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
@@ -43,19 +41,11 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 command -v valgrind >/dev/null || die "valgrind not found"
-[[ -x $TARGET/release/loadgen ]] || die "no $TARGET/release/loadgen: run benches/compare.sh (or cargo build --release --workspace) first"
+[[ -x $BIN/loadgen ]] || die "no $TARGET/release/loadgen: run benches/compare.sh (or cargo build --release --workspace) first"
+for name in ${SERVERS//,/ }; do
+    server_known "$name" || die "unknown server $name (define it with --variant $name=CMD)"
+done
 mkdir -p "$OUT"
-
-server_cmd() {
-    local addr=$2
-    case $1 in
-        corecast) echo "$TARGET/release/corecast --listen $addr --workers 1 --stats-interval 0" ;;
-        fastwebsockets|tokio-tungstenite) echo "$PEERS/peer-$1 --listen $addr" ;;
-        ceiling-epoll|ceiling-uring) echo "$PEERS/peer-ceiling --listen $addr --io ${1#ceiling-}" ;;
-        *) [[ -n ${VARIANT[$1]:-} ]] || die "unknown server $1"
-           echo "${VARIANT[$1]} --listen $addr --workers 1 --stats-interval 0" ;;
-    esac
-}
 
 VG_PID=
 trap '[[ -n $VG_PID ]] && kill -KILL "$VG_PID" 2>/dev/null; true' EXIT
@@ -64,14 +54,13 @@ trap '[[ -n $VG_PID ]] && kill -KILL "$VG_PID" 2>/dev/null; true' EXIT
 run() {
     local name=$1 secs=$2 port cmd file
     PORT=$((PORT + 1)); port=$PORT
-    cmd=$(server_cmd "$name" "127.0.0.1:$port")
+    mapfile -t cmd < <(server_cmd "$name" "127.0.0.1:$port")
     file=$OUT/$name.$secs.callgrind
     rm -f "$file"*
-    # shellcheck disable=SC2086 # the command is words
-    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$file" $cmd >"$OUT/$name.$secs.log" 2>&1 &
+    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$file" "${cmd[@]}" >"$OUT/$name.$secs.log" 2>&1 &
     VG_PID=$!
     for _ in $(seq 150); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
-    taskset -c 1 "$TARGET/release/loadgen" --url "ws://127.0.0.1:$port/echo" --cpus 1 --threads 1 \
+    taskset -c 1 "$BIN/loadgen" --url "ws://127.0.0.1:$port/echo" --cpus 1 --threads 1 \
         --conns "$CONNS" --size "$SIZE" --rate "$RATE" --duration "${secs}s" --warmup 1s \
         --progress-interval 0 --json "$OUT/$name.$secs.json" >"$OUT/$name.$secs.loadgen.log" 2>&1 \
         || die "loadgen failed against $name (see $OUT/$name.$secs.loadgen.log)"

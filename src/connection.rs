@@ -36,7 +36,7 @@ use crate::frame::{self, OpCode};
 use crate::http::{self, Decision, Endpoint};
 use crate::outbox::{Flushed, Outbox};
 use crate::stats::Counters;
-use crate::stream::Stream;
+use crate::stream::{read_message, Stream};
 
 /// Messages read from one connection per call, so one busy peer cannot starve the others.
 const READ_BUDGET: usize = 64;
@@ -335,26 +335,21 @@ impl Connection {
                 break Ok(Step::Again);
             }
             budget -= 1;
-            let message = match ws.read() {
-                Ok(message) => message,
-                Err(e) => break Err(e),
-            };
-            let stream = ws.get_mut();
-            stream.delivered = stream.delivered.wrapping_add(1);
-            let (opcode, payload) = match message {
-                Message::Text(text) => (OpCode::Text, Bytes::from(text)),
-                Message::Binary(data) => (OpCode::Binary, data),
+            let (opcode, payload) = match read_message(ws) {
+                Ok(Message::Text(text)) => (OpCode::Text, Bytes::from(text)),
+                Ok(Message::Binary(data)) => (OpCode::Binary, data),
                 // Pongs to pings and replies to closes are queued by tungstenite itself. They
                 // count towards the backlog like echoes: a client flooding pings without reading
                 // would otherwise have us queue pongs without bound.
-                _ => {
-                    if stream.out.pending() > ctx.limits.max_backlog {
+                Ok(_) => {
+                    if ws.get_ref().out.pending() > ctx.limits.max_backlog {
                         self.read_paused = true;
                     }
                     // No skip test here: after a close, the next `read` is what reports the
                     // end of the handshake.
                     continue;
                 }
+                Err(e) => break Err(e),
             };
             ctx.counters.msgs_in += 1;
             #[cfg(feature = "fault-injection")]

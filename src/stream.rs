@@ -16,6 +16,7 @@
 use std::io::{self, Read, Write};
 
 use mio::net::TcpStream;
+use tungstenite::{Message, WebSocket};
 
 use crate::boundary::Boundary;
 use crate::outbox::{Flushed, Outbox};
@@ -40,8 +41,9 @@ pub struct Stream {
     pub boundary: Boundary,
     /// Whether reads are WebSocket frames (after the HTTP head) and must be followed.
     pub framed: bool,
-    /// Messages tungstenite has returned (wrapping, like `Boundary::messages`).
-    pub delivered: u32,
+    /// Messages tungstenite has returned (wrapping, like `Boundary::messages`); kept by
+    /// `read_message`.
+    delivered: u32,
     /// Bytes read from the socket but not yet handed to tungstenite; boxed, as most
     /// connections never need it and every idle one would carry it.
     ahead: Option<Box<ReadAhead>>,
@@ -139,6 +141,15 @@ impl Stream {
         ahead.end = n;
         Ok(n)
     }
+}
+
+/// tungstenite's `read`, counted for `Stream::nothing_to_parse`: every message the connection
+/// takes from tungstenite must come through here, or the skip would never apply.
+pub fn read_message(ws: &mut WebSocket<Stream>) -> tungstenite::Result<Message> {
+    let message = ws.read()?;
+    let stream = ws.get_mut();
+    stream.delivered = stream.delivered.wrapping_add(1);
+    Ok(message)
 }
 
 impl Read for Stream {
@@ -291,7 +302,7 @@ mod tests {
 
     #[test]
     fn nothing_to_parse_only_once_every_arrived_message_is_returned() {
-        use tungstenite::protocol::{Role, WebSocket};
+        use tungstenite::protocol::Role;
         let (mut client, stream) = pair();
         let mut wire = frame(0x2, 10, 1);
         wire.extend(frame(0x9, 0, 0)); // a ping: a message of its own
@@ -302,14 +313,13 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(50));
         let mut ws = WebSocket::from_raw_socket(stream, Role::Server, None);
         for left in (0..3).rev() {
-            ws.read().unwrap();
-            let stream = ws.get_mut();
-            stream.delivered += 1;
+            read_message(&mut ws).unwrap();
+            let stream = ws.get_ref();
             assert!(stream.drained, "one socket read took everything");
             // Were this true early, a message would sit in tungstenite until more data came.
             assert_eq!(stream.nothing_to_parse(), left == 0, "{left} messages left");
         }
-        match ws.read() {
+        match read_message(&mut ws) {
             Err(tungstenite::Error::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
             other => panic!("expected WouldBlock, got {other:?}"),
         }
@@ -318,8 +328,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(50));
         ws.get_mut().drained = false;
         assert!(!ws.get_ref().nothing_to_parse());
-        assert!(ws.read().unwrap().is_binary());
-        ws.get_mut().delivered += 1;
+        assert!(read_message(&mut ws).unwrap().is_binary());
         assert!(ws.get_ref().nothing_to_parse());
     }
 

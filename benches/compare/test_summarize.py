@@ -1,8 +1,14 @@
 """Unit tests of summarize.py's table (python3 -m unittest discover -s benches/compare)."""
 
+import argparse
+import contextlib
+import io
+import json
+import os
+import tempfile
 import unittest
 
-from summarize import render_table
+from summarize import half_slowest_peak, render_table
 
 
 def results(base_runs, peer_runs, better="higher"):
@@ -43,6 +49,23 @@ class PairedRatios(unittest.TestCase):
     def test_missing_repetitions_are_skipped_and_one_pair_gives_no_range(self):
         table = render_table(results([100, None, 300], [110, 230, None]))
         self.assertRegex(row(table), r"\(\d\.\d\d×\) \|$")
+
+
+class LatencyRate(unittest.TestCase):
+    def test_half_the_slowest_real_server_never_the_ceiling(self):
+        with tempfile.TemporaryDirectory() as raw:
+            with open(os.path.join(raw, "runs.jsonl"), "w") as runs:
+                for server, rate in [("corecast", 140000), ("tokio-tungstenite", 100000),
+                                     ("ceiling-uring", 60000)]:
+                    run = f"echo_100x512.{server}.1"
+                    runs.write(json.dumps({"test": "echo_100x512", "server": server, "rep": 1,
+                                           "run": run}) + "\n")
+                    with open(os.path.join(raw, run + ".json"), "w") as report:
+                        json.dump({"ok": True, "rate": {"received": rate}}, report)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                half_slowest_peak(argparse.Namespace(raw=raw, test="echo_100x512"))
+            self.assertEqual(out.getvalue().strip(), "50000")
 
 
 if __name__ == "__main__":

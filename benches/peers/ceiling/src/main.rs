@@ -15,6 +15,8 @@ use std::net::TcpListener;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::process::ExitCode;
 
+use slab::Slab;
+
 /// Bytes in from one peer, bytes out to it. Both I/O paths drive the same state.
 struct Conn {
     upgraded: bool,
@@ -146,8 +148,7 @@ fn run_epoll(listener: TcpListener) -> io::Result<()> {
     let mut poll = Poll::new()?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let mut conns: Vec<Option<(mio::net::TcpStream, Conn)>> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
+    let mut conns: Slab<(mio::net::TcpStream, Conn)> = Slab::new();
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -159,26 +160,22 @@ fn run_epoll(listener: TcpListener) -> io::Result<()> {
             if event.token() == LISTENER {
                 while let Ok((mut stream, _)) = listener.accept() {
                     stream.set_nodelay(true)?;
-                    let key = free.pop().unwrap_or(conns.len());
+                    let entry = conns.vacant_entry();
                     poll.registry().register(
                         &mut stream,
-                        Token(key),
+                        Token(entry.key()),
                         Interest::READABLE | Interest::WRITABLE,
                     )?;
-                    if key == conns.len() {
-                        conns.push(None);
-                    }
-                    conns[key] = Some((stream, Conn::new()));
+                    entry.insert((stream, Conn::new()));
                 }
                 continue;
             }
             let key = event.token().0;
-            let Some((stream, conn)) = conns[key].as_mut() else {
+            let Some((stream, conn)) = conns.get_mut(key) else {
                 continue;
             };
             if pump(stream, conn, &mut buf).is_err() {
-                conns[key] = None;
-                free.push(key);
+                conns.remove(key);
             }
         }
     }
@@ -258,8 +255,7 @@ fn run_uring(listener: TcpListener) -> io::Result<()> {
         .setup_single_issuer()
         .setup_coop_taskrun()
         .build(4096)?;
-    let mut slots: Vec<Option<Slot>> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
+    let mut slots: Slab<Slot> = Slab::new();
     let mut pending = vec![opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
         .build()
         .user_data(ACCEPT)];
@@ -293,11 +289,9 @@ fn run_uring(listener: TcpListener) -> io::Result<()> {
                         <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(result)
                     };
                     stream.set_nodelay(true)?;
-                    let key = free.pop().unwrap_or(slots.len());
-                    if key == slots.len() {
-                        slots.push(None);
-                    }
-                    let slot = slots[key].insert(Slot {
+                    let entry = slots.vacant_entry();
+                    let key = entry.key();
+                    let slot = entry.insert(Slot {
                         fd: stream.into_raw_fd(),
                         conn: Conn::new(),
                         recv: vec![0u8; RECV_BUF].into_boxed_slice(),
@@ -310,13 +304,12 @@ fn run_uring(listener: TcpListener) -> io::Result<()> {
                 continue;
             }
             let key = (data & !SEND) as usize;
-            let Some(slot) = slots[key].as_mut() else {
+            let Some(slot) = slots.get_mut(key) else {
                 continue;
             };
             if data & SEND != 0 {
                 if slot.closing {
-                    slots[key] = None;
-                    free.push(key);
+                    slots.remove(key);
                     continue;
                 }
                 if result < 0 {
@@ -342,8 +335,7 @@ fn run_uring(listener: TcpListener) -> io::Result<()> {
                 // until that send completes.
                 unsafe { libc::close(slot.fd) };
                 if slot.sending.is_empty() {
-                    slots[key] = None;
-                    free.push(key);
+                    slots.remove(key);
                 } else {
                     slot.closing = true;
                 }
