@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::affinity::CpuList;
+use oskit::cpu::CpuList;
 
 /// Everything a running server needs to know. `Config::default()` is a working server on
 /// `127.0.0.1:9998`.

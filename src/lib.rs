@@ -23,7 +23,6 @@
 //! server.shutdown();
 //! ```
 
-pub mod affinity;
 pub mod boundary;
 pub mod broadcast;
 pub mod cli;
@@ -34,11 +33,9 @@ pub mod frame;
 pub mod http;
 pub mod listener;
 pub mod outbox;
-pub mod rlimit;
 pub mod server;
 pub mod stats;
 pub mod stream;
-pub mod timer;
 pub mod worker;
 
 pub use config::Config;

@@ -17,9 +17,11 @@ use crate::config::Config;
 use crate::connection::Limits;
 use crate::error::Error;
 use crate::http::Policy;
+use crate::listener;
 use crate::stats::{Counters, SharedCounters};
 use crate::worker::{Shared, Worker, WorkerSetup, WAKER};
-use crate::{affinity, listener, rlimit};
+use oskit::cpu as affinity;
+use oskit::nofile as rlimit;
 
 /// Descriptors kept free of connections: listeners, pollers, wakers, logs.
 const RESERVED_FDS: u64 = 32;

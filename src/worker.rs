@@ -30,7 +30,7 @@ use crate::broadcast::{Bus, Envelope, Rooms};
 use crate::connection::{Connection, Ctx, Delivery, Limits, Membership, Step};
 use crate::http::Endpoint;
 use crate::stats::{Counters, SharedCounters};
-use crate::timer::Ticker;
+use oskit::timerfd::Ticker;
 
 /// Token of the worker's listener.
 pub const LISTENER: Token = Token(usize::MAX - 1);
@@ -117,7 +117,7 @@ impl Worker {
             shutdown_timeout,
         } = setup;
         if let Some(core) = core {
-            if !crate::affinity::pin_current_thread(core) {
+            if !oskit::cpu::pin_current_thread(core) {
                 tracing::warn!(
                     worker = id,
                     core,

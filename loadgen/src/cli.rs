@@ -12,8 +12,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use corecast::affinity::{self, CpuList};
-use corecast::cli::parse_duration;
+use oskit::cpu::{self as affinity, CpuList};
+use oskit::units::parse_duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 

@@ -53,7 +53,7 @@ pub fn run_process(
     shard: ShardId,
     control: &mut dyn Control,
 ) -> Result<Stats, EngineError> {
-    let began = crate::clock::now_ns();
+    let began = oskit::clock::now_ns();
     let mut ramp_ns = 0;
     let threads = plan.threads;
     let of = threads * shard.count as usize;
@@ -107,7 +107,7 @@ pub fn run_process(
         }
         if !started && shared.ramped.load(Ordering::Acquire) == threads {
             started = true;
-            ramp_ns = crate::clock::now_ns() - began;
+            ramp_ns = oskit::clock::now_ns() - began;
             match control.ramp_done(&total) {
                 Some(start) => shared.start_ns.store(start.max(1), Ordering::Release),
                 None => shared.abort.store(true, Ordering::Release),

@@ -3,7 +3,6 @@
 //! Layout, each module with one job:
 //! - `cli`: the command line and its validation into a [`cli::Plan`] (parse, don't validate).
 //! - `target`: `ws://` URLs parsed and resolved.
-//! - `clock`: CLOCK_MONOTONIC nanoseconds, valid across processes on one host.
 //! - `payload`: the bytes of every message and the check of every message received.
 //! - `sequence`: per-sender order bookkeeping (missing, duplicate, reordered).
 //! - `schedule`: fixed-rate slot times for sends and connection attempts (the open loop).
@@ -18,7 +17,6 @@
 //! - `report`: the final table, JSON, `.hgrm` file and exit status.
 
 pub mod cli;
-pub mod clock;
 pub mod connection;
 pub mod engine;
 pub mod handshake;

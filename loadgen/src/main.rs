@@ -41,7 +41,7 @@ fn run() -> anyhow::Result<u8> {
             return Ok(0);
         }
     };
-    let nofile = corecast::rlimit::raise_nofile_limit().context("raising the open-files limit")?;
+    let nofile = oskit::nofile::raise_nofile_limit().context("raising the open-files limit")?;
     let plan = match Plan::from_args(args, nofile) {
         Ok(plan) => plan,
         Err(e) => {

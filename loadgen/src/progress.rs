@@ -135,7 +135,7 @@ impl crate::engine::Control for Progress {
 
     fn ramp_done(&mut self, sample: &Sample) -> Option<u64> {
         self.update(sample);
-        Some(crate::clock::now_ns() + 10_000_000)
+        Some(oskit::clock::now_ns() + 10_000_000)
     }
 
     fn should_stop(&mut self) -> bool {

@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::cli::{Plan, ShardId};
-use crate::clock::now_ns;
 use crate::engine::{self, Control, EngineError};
 use crate::progress::Progress;
 use crate::stats::{new_histogram, Sample, Stats};
+use oskit::clock::now_ns;
 
 /// Children send progress at most this often.
 const CHILD_PROGRESS_EVERY: Duration = Duration::from_millis(250);

@@ -4,12 +4,12 @@
 //! message every few hundred microseconds; the lag would land in the measured latency. An armed
 //! timerfd makes the loop wake within the kernel's timer slack of the deadline without spinning.
 //! The worker owns one timer and re-arms it to its next deadline after every loop pass; the
-//! timerfd itself is corecast's (`corecast::timer::Ticker`), this type only skips re-arming a
+//! timerfd itself is corecast's (`oskit::timerfd::Ticker`), this type only skips re-arming a
 //! deadline that is already armed.
 
 use std::io;
 
-use corecast::timer::Ticker;
+use oskit::timerfd::Ticker;
 
 /// A one-shot CLOCK_MONOTONIC timer; register `source()` with the worker's poll.
 #[derive(Debug)]
@@ -58,7 +58,7 @@ mod tests {
     use mio::{Events, Interest, Poll, Token};
 
     use super::*;
-    use crate::clock::now_ns;
+    use oskit::clock::now_ns;
 
     #[test]
     fn wakes_poll_at_the_deadline() {

@@ -23,13 +23,13 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::cli::{Load, Mode, Plan};
-use crate::clock::{micros_between, now_ns};
 use crate::connection::{open_socket, Connection, FailReason, SendError, Step};
 use crate::payload::{self, Encoder, Header};
 use crate::schedule::Schedule;
 use crate::sequence::SeqTracker;
 use crate::stats::{new_histogram, record, Sample, Stats};
 use crate::timer::Timer;
+use oskit::clock::{micros_between, now_ns};
 
 /// Token of the worker's timer; connection tokens are slab keys, far below it.
 const TIMER: Token = Token(usize::MAX - 1);
@@ -225,7 +225,7 @@ impl Worker {
     /// Runs every phase to the end and returns what this worker measured.
     pub fn run(mut self) -> Stats {
         if let Some(core) = self.spec.core {
-            corecast::affinity::pin_current_thread(core);
+            oskit::cpu::pin_current_thread(core);
         }
         let mut events = Events::with_capacity(1024);
         while self.phase != Phase::Done {

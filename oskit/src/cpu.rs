@@ -2,7 +2,6 @@
 //!
 //! Owns the answer to "which cores may our threads run on": the process's allowed CPU set
 //! (so `taskset -c 0 corecast` keeps every worker on core 0) or an explicit `--cpus` list.
-//! Shared by the server's workers and loadgen's threads.
 
 use std::fmt;
 

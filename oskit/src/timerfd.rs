@@ -1,12 +1,11 @@
-//! The worker's tick: a periodic timerfd registered with its poll.
+//! A CLOCK_MONOTONIC timerfd as a mio source.
 //!
-//! The worker sweeps its connections' timers once per tick. Passing the time to the next tick
-//! as `epoll_wait`'s timeout would arm and cancel a kernel hrtimer around every sleep, which on
-//! a virtual machine means programming the timer hardware (a VM exit) once or twice per
-//! wakeup; at low message rates, where nearly every message is a wakeup, that measured about
-//! 7% of the server's CPU per message. A periodic timerfd is armed once and fires once per
-//! tick, so the loop can sleep with no timeout at all. loadgen uses the same timer, armed for
-//! one absolute deadline at a time, to pace its schedule.
+//! Periodic, it is the server worker's tick: armed once, it fires once per tick, so the loop
+//! can sleep in `epoll_wait` with no timeout. Passing the time to the next tick as the timeout
+//! instead would arm and cancel a kernel hrtimer around every sleep, which on a virtual machine
+//! means programming the timer hardware on every wakeup (docs/benchmarks.md has the cost).
+//! One-shot at an absolute deadline, it paces loadgen's schedule with nanosecond precision,
+//! where `epoll_wait`'s millisecond timeouts would land in the measured latency.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -16,8 +15,8 @@ use mio::event::Source;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-/// A non-blocking CLOCK_MONOTONIC timerfd, usable as a mio source: periodic (the worker's tick)
-/// or armed for one absolute deadline (loadgen's schedule).
+/// A non-blocking CLOCK_MONOTONIC timerfd, usable as a mio source: periodic or armed for one
+/// absolute deadline.
 #[derive(Debug)]
 pub struct Ticker {
     fd: OwnedFd,
