@@ -12,9 +12,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
-use corecast::frame::{self, OpCode};
-use corecast::http::{self, Policy};
-use corecast::outbox::Outbox;
+use corecast::internals::frame::{self, OpCode};
+use corecast::internals::http::{self, Policy};
+use corecast::internals::Outbox;
 
 const BROWSER_UPGRADE: &[u8] = b"GET /echo HTTP/1.1\r\nHost: localhost:9998\r\nConnection: Upgrade\r\n\
 Pragma: no-cache\r\nCache-Control: no-cache\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) \

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::config::Config;
-use oskit::cpu::CpuList;
+use corecast::{Config, CpuList};
 use oskit::units::{parse_duration, parse_size};
 
 /// corecast: a thread-per-core WebSocket echo and broadcast server.

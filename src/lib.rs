@@ -23,22 +23,27 @@
 //! server.shutdown();
 //! ```
 
-pub mod boundary;
-pub mod broadcast;
-pub mod cli;
-pub mod config;
-pub mod connection;
-pub mod error;
-pub mod frame;
-pub mod http;
-pub mod listener;
-pub mod outbox;
-pub mod server;
-pub mod stats;
-pub mod stream;
-pub mod worker;
+mod config;
+mod connection;
+mod error;
+mod fanout;
+mod protocol;
+mod runtime;
+mod stats;
 
 pub use config::Config;
 pub use error::Error;
-pub use server::{Server, Stopper};
+pub use oskit::cpu::CpuList;
+pub use runtime::server::{Server, Stopper};
 pub use stats::Counters;
+
+/// Internals that the micro-benchmarks and the parser property test exercise directly. Not a
+/// stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::connection::outbox::Outbox;
+    /// A message with exactly this payload makes the handler panic (fault-injection builds).
+    #[cfg(feature = "fault-injection")]
+    pub use crate::connection::PANIC_TRIGGER;
+    pub use crate::protocol::{frame, http};
+}

@@ -7,7 +7,9 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing_subscriber::EnvFilter;
 
-use corecast::cli::Args;
+mod cli;
+
+use cli::Args;
 use corecast::Server;
 
 fn main() -> ExitCode {

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use corecast::connection::PANIC_TRIGGER;
+use corecast::internals::PANIC_TRIGGER;
 use corecast::Server;
 use tungstenite::Message;
 

@@ -2,7 +2,7 @@
 //! bytes and over well-formed upgrade requests with random mutations: nothing panics, and
 //! every complete request is answered with 101, a page (200) or a 4xx.
 
-use corecast::http::{self, Decision, Endpoint, Policy, MAX_REQUEST_HEAD};
+use corecast::internals::http::{self, Decision, Endpoint, Policy, MAX_REQUEST_HEAD};
 use proptest::prelude::*;
 use proptest::sample::Index;
 

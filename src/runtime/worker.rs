@@ -26,9 +26,10 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::broadcast::{Bus, Envelope, Rooms};
 use crate::connection::{Connection, Ctx, Delivery, Limits, Membership, Step};
-use crate::http::Endpoint;
+use crate::fanout::bus::{Bus, Envelope};
+use crate::fanout::rooms::Rooms;
+use crate::protocol::http::Endpoint;
 use crate::stats::{Counters, SharedCounters};
 use oskit::timerfd::Ticker;
 

@@ -20,6 +20,9 @@
 //! The connection never touches the event loop: it reports what it needs (`Step`,
 //! `FlushOutcome`) and the worker registers interest, joins rooms and fans out.
 
+pub(crate) mod outbox;
+pub(crate) mod stream;
+
 use std::io::{self, Read};
 use std::mem;
 use std::sync::Arc;
@@ -32,11 +35,11 @@ use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
-use crate::frame::{self, OpCode};
-use crate::http::{self, Decision, Endpoint};
-use crate::outbox::{Flushed, Outbox};
+use crate::protocol::frame::{self, OpCode};
+use crate::protocol::http::{self, Decision, Endpoint};
 use crate::stats::Counters;
-use crate::stream::{read_message, Stream};
+use outbox::{Flushed, Outbox};
+use stream::{read_message, Stream};
 
 /// Messages read from one connection per call, so one busy peer cannot starve the others.
 const READ_BUDGET: usize = 64;

@@ -12,14 +12,14 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mio::{Poll, Waker};
 use tungstenite::protocol::WebSocketConfig;
 
-use crate::broadcast::{Bus, Envelope, Mailbox, INBOX_CAPACITY};
 use crate::config::Config;
 use crate::connection::Limits;
 use crate::error::Error;
-use crate::http::Policy;
-use crate::listener;
+use crate::fanout::bus::{Bus, Envelope, Mailbox, INBOX_CAPACITY};
+use crate::protocol::http::Policy;
+use crate::runtime::listener;
+use crate::runtime::worker::{Shared, Worker, WorkerSetup, WAKER};
 use crate::stats::{Counters, SharedCounters};
-use crate::worker::{Shared, Worker, WorkerSetup, WAKER};
 use oskit::cpu as affinity;
 use oskit::nofile as rlimit;
 

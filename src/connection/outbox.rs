@@ -10,7 +10,7 @@ use std::io::{self, IoSlice, Write};
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::frame::{self, OpCode};
+use crate::protocol::frame::{self, OpCode};
 
 /// Most slices handed to one `writev`.
 const MAX_IOVECS: usize = 64;

@@ -18,8 +18,8 @@ use std::io::{self, Read, Write};
 use mio::net::TcpStream;
 use tungstenite::{Message, WebSocket};
 
-use crate::boundary::Boundary;
-use crate::outbox::{Flushed, Outbox};
+use super::outbox::{Flushed, Outbox};
+use crate::protocol::boundary::Boundary;
 
 /// Largest single read made ahead of tungstenite; beyond this the copy, not the syscall,
 /// dominates the cost of a read.
@@ -112,7 +112,8 @@ impl Stream {
         self.out.shrink_if_empty();
     }
 
-    /// Bytes held in buffers owned by the stream (for tests and accounting).
+    /// Bytes held in buffers owned by the stream.
+    #[cfg(test)]
     pub fn buffered_capacity(&self) -> usize {
         self.ahead.as_ref().map_or(0, |a| a.buf.capacity())
     }
@@ -215,7 +216,7 @@ mod tests {
     /// A final client frame with a payload of `len` bytes counting up from `seed`.
     fn frame(opcode: u8, len: usize, seed: u8) -> Vec<u8> {
         let payload: Vec<u8> = (0..len).map(|i| seed.wrapping_add(i as u8)).collect();
-        crate::boundary::client_frame(0x80 | opcode, &payload)
+        crate::protocol::boundary::client_frame(0x80 | opcode, &payload)
     }
 
     /// Reads `want` bytes in tungstenite-sized chunks, waiting for data as needed.
