@@ -23,6 +23,7 @@
 //! server.shutdown();
 //! ```
 
+mod admission;
 mod config;
 mod connection;
 mod error;

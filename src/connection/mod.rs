@@ -1,4 +1,5 @@
-//! One client connection: the state machine from the first HTTP byte to the closed socket.
+//! One client connection: the state machine from the first HTTP byte to the closed socket, and
+//! the byte stream and outbound queue under it.
 //!
 //! ```text
 //!            101                silent, nothing buffered
@@ -17,28 +18,40 @@
 //! * `Draining`: the last bytes (an HTTP answer, a close frame) go out, then FIN; input is read
 //!   and discarded until the peer closes, so our final bytes are not destroyed by a reset.
 //!
-//! The connection never touches the event loop: it reports what it needs (`Step`,
-//! `FlushOutcome`) and the worker registers interest, joins rooms and fans out.
+//! The connection owns its registration with the poller: it knows whether its socket is full,
+//! so it computes its own interest and re-registers itself (READABLE always, WRITABLE only
+//! while output waits for room). The worker never looks inside; it calls a method and acts on
+//! what comes back (`Step`, `Flush`, `Output`): read again, flush now or at the end of the
+//! pass, join a room, drop. Room membership itself belongs to the worker's `Rooms`; the
+//! connection only knows that its messages are published rather than echoed.
+//!
+//! Submodules, bottom up: `socket` (the transport trait), `outbox` (the ordered outbound
+//! queue), `read_skip` (when a tungstenite read can be skipped), `stream` (the `Read + Write`
+//! tungstenite runs over).
 
 pub(crate) mod outbox;
-pub(crate) mod stream;
+mod read_skip;
+pub(crate) mod socket;
+mod stream;
 
 use std::io::{self, Read};
 use std::mem;
-use std::sync::Arc;
 
 use bytes::Bytes;
-use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
+use crate::admission::{self, Seat};
+use crate::config::Config;
 use crate::protocol::frame::{self, OpCode};
 use crate::protocol::http::{self, Decision, Endpoint};
 use crate::stats::Counters;
-use outbox::{Flushed, Outbox};
+use outbox::Flushed;
+use socket::Socket;
 use stream::{read_message, Stream};
 
 /// Messages read from one connection per call, so one busy peer cannot starve the others.
@@ -49,6 +62,7 @@ const READ_BUDGET: usize = 64;
 const ECHO_COPY_LIMIT: usize = 2 * 1024;
 /// No deadline.
 const NEVER: u64 = u64::MAX;
+const SLOW_CONSUMER: &str = "slow consumer";
 /// A message with exactly this payload makes the handler panic, in builds with the
 /// `fault-injection` feature only: it proves that a panic costs one connection, not a worker.
 #[cfg(feature = "fault-injection")]
@@ -56,7 +70,7 @@ pub const PANIC_TRIGGER: &[u8] = b"corecast:panic";
 
 /// The limits a connection enforces, derived once from the configuration.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub ws: WebSocketConfig,
     pub policy: http::Policy,
     pub max_backlog: usize,
@@ -68,48 +82,85 @@ pub struct Limits {
     pub rest_after_ms: u64,
 }
 
-/// Where a room member sits in its room's member list (kept by the worker's `Rooms`).
-#[derive(Debug, Clone)]
-pub struct Membership {
-    pub room: Arc<str>,
-    pub index: usize,
+impl Limits {
+    pub fn new(config: &Config) -> Limits {
+        let ws = WebSocketConfig::default()
+            .read_buffer_size(config.read_buffer)
+            // Our stream takes every write into its outbox, so tungstenite's own buffer only
+            // ever holds one control frame.
+            .write_buffer_size(0)
+            .max_write_buffer_size(64 * 1024)
+            .max_message_size(Some(config.max_message_size))
+            .max_frame_size(Some(config.max_message_size));
+        Limits {
+            ws,
+            policy: http::Policy {
+                protocols: config.protocols.clone(),
+                allowed_origins: config.allowed_origins.clone(),
+            },
+            max_backlog: config.max_backlog,
+            handshake_timeout_ms: config.handshake_timeout.as_millis() as u64,
+            idle_timeout_ms: config.idle_timeout.as_millis() as u64,
+            close_timeout_ms: config.close_timeout.as_millis() as u64,
+            rest_after_ms: config.rest_after.as_millis() as u64,
+        }
+    }
 }
 
-/// What the worker supplies to a connection while it handles an event.
-pub struct Ctx<'a> {
+/// What the worker lends a connection while it handles an event. Owned by the worker, apart
+/// from its connections and rooms, so a connection can be handed it while the worker walks
+/// those.
+pub(crate) struct Env {
     /// Worker clock, milliseconds.
     pub now: u64,
-    pub limits: &'a Limits,
-    /// Messages to fan out, filled by room members, drained by the worker.
-    pub publish: &'a mut Vec<(Arc<str>, Bytes)>,
-    pub counters: &'a mut Counters,
+    pub limits: Limits,
+    /// The worker's poller, for a connection's own (re)registration.
+    pub registry: Registry,
+    pub counters: Counters,
+    /// Frames published by a room member during the call, for the worker to fan out to the
+    /// rest of the room; the member has queued its own copy.
+    pub published: Vec<Bytes>,
 }
 
 /// What reading left the connection wanting.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Nothing more to read until the next readiness event.
     Idle,
-    /// Input may remain (budget used up, or just upgraded): read again this loop.
+    /// Input may remain (budget used up): read again this pass.
     Again,
-    /// The handshake completed: join `Endpoint`, then read again.
+    /// The handshake completed for `Endpoint`: join its room if it names one, then read again
+    /// (bytes may have come behind the request).
     Upgraded(Endpoint),
     /// Drop the connection now.
     Close,
 }
 
-/// What a flush left the connection wanting; `None` from `flush` means drop it.
+/// What a flush left the connection wanting.
 #[derive(Debug, PartialEq, Eq)]
-pub struct FlushOutcome {
-    /// The socket is full: register WRITABLE.
-    pub blocked: bool,
-    /// Echo backpressure ended: read again (input may be waiting with no new event).
-    pub resume_read: bool,
+pub(crate) enum Flush {
+    /// Written, or waiting for WRITABLE (registered by the connection itself).
+    Done,
+    /// Echo backpressure ended: read again, as input may be waiting with no new event coming.
+    ReadAgain,
+    /// Finished or broken: drop it.
+    Close,
+}
+
+/// When queued output should be written.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// Nothing to write, or already on the flush list.
+    Nothing,
+    /// Write now: a reply (echo, HTTP) reaches its client while the worker reads the others.
+    Now,
+    /// At the end of the pass, so what other members publish in the same pass shares the write.
+    EndOfPass,
 }
 
 /// Result of handing a broadcast frame to a member.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Delivery {
+pub(crate) enum Delivery {
     Queued,
     /// Not open (closing or draining): nothing queued.
     Skipped,
@@ -117,26 +168,21 @@ pub enum Delivery {
     SlowConsumer,
 }
 
-enum Phase {
+enum Phase<S> {
     /// Reading the HTTP request head.
-    Http {
-        stream: Stream,
-        buf: Vec<u8>,
-        /// Accepted beyond `--max-connections`: answered 503.
-        over_capacity: bool,
-    },
+    Http { stream: Stream<S>, buf: Vec<u8> },
     /// WebSocket traffic (including a close we started and are waiting to see answered).
-    Open(Box<WebSocket<Stream>>),
+    Open(Box<WebSocket<Stream<S>>>),
     /// An open WebSocket with nothing buffered (every byte read was a complete frame, no
     /// fragmented message open) that has been silent for a while: tungstenite's state and
     /// buffers are dropped and only the socket and its outbox remain. The next input recreates
     /// them; broadcast frames and pings are queued without them.
-    Idle(Stream),
+    Idle(Stream<S>),
     /// Final bytes going out. With `linger`, then FIN and wait for the peer's EOF, because
     /// closing a socket with unread input resets it and can destroy our last bytes in flight.
     /// Without (a completed close handshake: the peer sends nothing more), drop once written.
     Draining {
-        stream: Stream,
+        stream: Stream<S>,
         fin_sent: bool,
         linger: bool,
     },
@@ -144,46 +190,65 @@ enum Phase {
     Gone,
 }
 
-pub struct Connection {
-    phase: Phase,
+pub(crate) struct Connection<S = mio::net::TcpStream> {
+    phase: Phase<S>,
     /// Worker clock of the last byte received: drives the idle ping and idle close.
     last_seen: u64,
     /// A ping went out during the current silence.
     pinged: bool,
     /// When the current phase expires (handshake, close handshake, draining).
     deadline: u64,
-    /// Set for broadcast connections once joined; `None` on /echo.
-    pub member: Option<Membership>,
+    /// Upgraded on a room endpoint: messages are published to the room, not echoed.
+    publishes: bool,
     /// Echo replies are backed up: stop reading until they drain.
     read_paused: bool,
-    /// Already on the worker's flush list this pass.
-    pub dirty: bool,
-    /// WRITABLE interest is registered.
-    pub writable: bool,
-    /// Counts towards `--max-connections`.
-    pub counted: bool,
+    /// On the worker's flush list this pass.
+    flush_listed: bool,
+    /// WRITABLE interest is registered (the socket was full at the last flush).
+    write_interest: bool,
+    /// Its share of the server's capacity; `None` when accepted over capacity (upgrades are
+    /// answered 503).
+    seat: Option<Seat>,
 }
 
-impl Connection {
-    pub fn new(tcp: TcpStream, now: u64, limits: &Limits, over_capacity: bool) -> Connection {
-        Connection {
-            phase: Phase::Http {
-                stream: Stream::new(tcp),
-                buf: Vec::new(),
-                over_capacity,
-            },
-            last_seen: now,
-            pinged: false,
-            deadline: now.saturating_add(limits.handshake_timeout_ms),
-            member: None,
-            read_paused: false,
-            dirty: false,
-            writable: false,
-            counted: !over_capacity,
+impl<S: Socket> Connection<S> {
+    /// A newly accepted connection, registered for READABLE under `token`.
+    pub fn accept(
+        mut socket: S,
+        token: Token,
+        seat: Option<Seat>,
+        env: &Env,
+    ) -> Result<Connection<S>, (io::Error, Option<Seat>)> {
+        if let Err(e) = env
+            .registry
+            .register(&mut socket, token, Interest::READABLE)
+        {
+            return Err((e, seat));
         }
+        // Registration reports data that is already waiting, so no read is needed here.
+        Ok(Connection {
+            phase: Phase::Http {
+                stream: Stream::new(socket),
+                buf: Vec::new(),
+            },
+            last_seen: env.now,
+            pinged: false,
+            deadline: env.now.saturating_add(env.limits.handshake_timeout_ms),
+            publishes: false,
+            read_paused: false,
+            flush_listed: false,
+            write_interest: false,
+            seat,
+        })
     }
 
-    fn stream_mut(&mut self) -> Option<&mut Stream> {
+    /// Ends the connection (dropping the socket closes it and takes it off the poller) and
+    /// hands back its seat for `Admission::release`.
+    pub fn into_seat(self) -> Option<Seat> {
+        self.seat
+    }
+
+    fn stream_mut(&mut self) -> Option<&mut Stream<S>> {
         match &mut self.phase {
             Phase::Http { stream, .. } | Phase::Draining { stream, .. } | Phase::Idle(stream) => {
                 Some(stream)
@@ -193,14 +258,8 @@ impl Connection {
         }
     }
 
-    /// The socket, for (re)registration with the poller.
-    pub fn socket(&mut self) -> Option<&mut TcpStream> {
-        self.stream_mut().map(|s| &mut s.tcp)
-    }
-
-    /// Output is queued.
-    pub fn has_output(&mut self) -> bool {
-        self.stream_mut().is_some_and(|s| !s.out.is_empty())
+    fn has_output(&mut self) -> bool {
+        self.stream_mut().is_some_and(|s| !s.out().is_empty())
     }
 
     /// Holds tungstenite state and buffers (open and not idle).
@@ -208,7 +267,7 @@ impl Connection {
         matches!(self.phase, Phase::Open(_))
     }
 
-    pub fn is_open(&self) -> bool {
+    fn is_open(&self) -> bool {
         match &self.phase {
             Phase::Open(ws) => ws.can_write(),
             Phase::Idle(_) => true,
@@ -216,34 +275,61 @@ impl Connection {
         }
     }
 
+    /// Output is queued and the connection is not on the flush list yet: the caller puts it
+    /// there (for the end of the pass).
+    pub fn claim_flush(&mut self) -> bool {
+        if self.flush_listed || !self.has_output() {
+            return false;
+        }
+        self.flush_listed = true;
+        true
+    }
+
+    /// When to write what a read queued.
+    pub fn output_after_read(&mut self) -> Output {
+        if self.publishes {
+            if self.claim_flush() {
+                Output::EndOfPass
+            } else {
+                Output::Nothing
+            }
+        } else if self.has_output() {
+            // Everything this connection had to say in this event is queued, so this is still
+            // one write per connection per event.
+            Output::Now
+        } else {
+            Output::Nothing
+        }
+    }
+
     /// Reads what the socket has (within the budget) and acts on it.
-    pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> Step {
+    pub fn on_readable(&mut self, env: &mut Env) -> Step {
         let before = match self.stream_mut() {
             Some(stream) => {
-                stream.drained = false;
-                stream.bytes_in
+                stream.readiness();
+                stream.bytes_in()
             }
             None => 0,
         };
         let step = match self.phase {
-            Phase::Http { .. } => self.read_http(ctx),
-            Phase::Open(_) => self.read_ws(ctx),
+            Phase::Http { .. } => self.read_http(env),
+            Phase::Open(_) => self.read_ws(env),
             Phase::Idle(_) => {
-                self.wake(ctx.limits);
-                self.read_ws(ctx)
+                self.wake(&env.limits);
+                self.read_ws(env)
             }
             Phase::Draining { .. } => self.read_discard(),
             Phase::Gone => Step::Close,
         };
-        if self.stream_mut().is_some_and(|s| s.bytes_in != before) {
-            self.last_seen = ctx.now;
+        if self.stream_mut().is_some_and(|s| s.bytes_in() != before) {
+            self.last_seen = env.now;
             self.pinged = false;
         }
         step
     }
 
-    fn read_http(&mut self, ctx: &mut Ctx<'_>) -> Step {
-        let Phase::Http { stream, buf, .. } = &mut self.phase else {
+    fn read_http(&mut self, env: &mut Env) -> Step {
+        let Phase::Http { stream, buf } = &mut self.phase else {
             return Step::Close;
         };
         let mut chunk = [0u8; 2048];
@@ -261,31 +347,22 @@ impl Connection {
                 Err(e) => break Err(e),
             }
         };
-        let Phase::Http {
-            stream,
-            buf,
-            over_capacity,
-        } = mem::replace(&mut self.phase, Phase::Gone)
-        else {
+        let Phase::Http { mut stream, buf } = mem::replace(&mut self.phase, Phase::Gone) else {
             unreachable!("phase checked above")
         };
         let decision = match &parsed {
-            Ok((head, _)) => http::decide(head, &ctx.limits.policy),
+            Ok((head, _)) => http::decide(head, &env.limits.policy),
             Err(e) => Decision::Respond(e.response()),
         };
         match decision {
-            Decision::Upgrade { .. } if over_capacity => self.respond(
-                stream,
-                http::Response::reject(503, "server at capacity"),
-                ctx,
-            ),
+            Decision::Upgrade { .. } if self.seat.is_none() => {
+                self.respond(stream, admission::over_capacity(), env)
+            }
             Decision::Upgrade { endpoint, response } => {
                 let consumed = parsed.map(|(_, n)| n).unwrap_or(buf.len());
-                let mut stream = stream;
-                stream.out.push_shared(response.bytes, false);
-                stream.framed = true;
+                stream.out_mut().push_shared(response.bytes, false);
                 let leftover = &buf[consumed..];
-                stream.boundary.feed(leftover);
+                stream.start_frames(leftover);
                 self.phase = if leftover.is_empty() {
                     // Nothing to parse yet: tungstenite's buffers wait for the first frame.
                     Phase::Idle(stream)
@@ -294,28 +371,29 @@ impl Connection {
                         stream,
                         leftover.to_vec(),
                         Role::Server,
-                        Some(ctx.limits.ws),
+                        Some(env.limits.ws),
                     );
                     Phase::Open(Box::new(ws))
                 };
                 self.deadline = NEVER;
-                ctx.counters.handshakes += 1;
+                self.publishes = matches!(endpoint, Endpoint::Room(_));
+                env.counters.handshakes += 1;
                 Step::Upgraded(endpoint)
             }
-            Decision::Respond(response) => self.respond(stream, response, ctx),
+            Decision::Respond(response) => self.respond(stream, response, env),
         }
     }
 
-    fn respond(&mut self, mut stream: Stream, response: http::Response, ctx: &mut Ctx<'_>) -> Step {
+    fn respond(&mut self, mut stream: Stream<S>, response: http::Response, env: &mut Env) -> Step {
         if response.status >= 400 {
-            ctx.counters.rejected += 1;
+            env.counters.rejected += 1;
         }
-        stream.out.push_shared(response.bytes, false);
-        self.enter_draining(stream, true, ctx.now, ctx.limits);
+        stream.out_mut().push_shared(response.bytes, false);
+        self.enter_draining(stream, true, env.now, &env.limits);
         Step::Idle
     }
 
-    fn enter_draining(&mut self, stream: Stream, linger: bool, now: u64, limits: &Limits) {
+    fn enter_draining(&mut self, stream: Stream<S>, linger: bool, now: u64, limits: &Limits) {
         self.phase = Phase::Draining {
             stream,
             fin_sent: false,
@@ -325,10 +403,7 @@ impl Connection {
         self.read_paused = false;
     }
 
-    fn read_ws(&mut self, ctx: &mut Ctx<'_>) -> Step {
-        let Phase::Open(ws) = &mut self.phase else {
-            return Step::Close;
-        };
+    fn read_ws(&mut self, env: &mut Env) -> Step {
         let mut budget = READ_BUDGET;
         let result = loop {
             if self.read_paused {
@@ -338,6 +413,9 @@ impl Connection {
                 break Ok(Step::Again);
             }
             budget -= 1;
+            let Phase::Open(ws) = &mut self.phase else {
+                return Step::Close;
+            };
             let (opcode, payload) = match read_message(ws) {
                 Ok(Message::Text(text)) => (OpCode::Text, Bytes::from(text)),
                 Ok(Message::Binary(data)) => (OpCode::Binary, data),
@@ -345,7 +423,7 @@ impl Connection {
                 // count towards the backlog like echoes: a client flooding pings without reading
                 // would otherwise have us queue pongs without bound.
                 Ok(_) => {
-                    if ws.get_ref().out.pending() > ctx.limits.max_backlog {
+                    if ws.get_ref().out().pending() > env.limits.max_backlog {
                         self.read_paused = true;
                     }
                     // No skip test here: after a close, the next `read` is what reports the
@@ -354,7 +432,7 @@ impl Connection {
                 }
                 Err(e) => break Err(e),
             };
-            ctx.counters.msgs_in += 1;
+            env.counters.msgs_in += 1;
             #[cfg(feature = "fault-injection")]
             if payload.as_ref() == PANIC_TRIGGER {
                 panic!("fault injection: panic trigger received");
@@ -362,37 +440,33 @@ impl Connection {
             if !ws.can_write() {
                 continue; // we are closing: messages still in flight are dropped
             }
-            match &self.member {
-                Some(m) => {
-                    let frame = frame::encode(opcode, &payload);
-                    // The sender's own copy is queued here, in order with whatever this read
-                    // does next (a close for a protocol error right behind it, say); the worker
-                    // delivers to the other members.
-                    match offer(&mut ws.get_mut().out, &frame, ctx.limits) {
-                        Delivery::SlowConsumer => {
-                            ctx.counters.slow_consumers += 1;
-                            self.deadline = close_ws(ws, 1008, SLOW_CONSUMER, ctx.now, ctx.limits);
-                        }
-                        _ => ctx.counters.msgs_out += 1,
-                    }
-                    ctx.publish.push((m.room.clone(), frame));
+            if self.publishes {
+                let frame = frame::encode(opcode, &payload);
+                // The sender's own copy is queued here, in order with whatever this read does
+                // next (a close for a protocol error right behind it, say), through the same
+                // path as every other member's; the worker delivers to the rest of the room.
+                self.deliver(&frame, env);
+                env.published.push(frame);
+            } else {
+                let out = ws.get_mut().out_mut();
+                if payload.len() <= ECHO_COPY_LIMIT {
+                    out.push_frame(opcode, &payload);
+                } else {
+                    out.push_frame_shared(opcode, payload);
                 }
-                None => {
-                    let out = &mut ws.get_mut().out;
-                    if payload.len() <= ECHO_COPY_LIMIT {
-                        out.push_frame(opcode, &payload);
-                    } else {
-                        out.push_frame_shared(opcode, payload);
-                    }
-                    ctx.counters.msgs_out += 1;
-                    if out.pending() > ctx.limits.max_backlog {
-                        self.read_paused = true;
-                    }
+                env.counters.msgs_out += 1;
+                if out.pending() > env.limits.max_backlog {
+                    self.read_paused = true;
                 }
             }
-            if ws.get_ref().nothing_to_parse() {
-                break Ok(Step::Idle);
+            if let Phase::Open(ws) = &self.phase {
+                if ws.get_ref().nothing_to_parse() {
+                    break Ok(Step::Idle);
+                }
             }
+        };
+        let Phase::Open(ws) = &mut self.phase else {
+            return Step::Close;
         };
         let result = result.and_then(|step| ws.flush().map(|()| step));
         match result {
@@ -401,16 +475,16 @@ impl Connection {
                 // Pongs may have been queued by this read.
                 match ws.flush() {
                     Ok(()) => Step::Idle,
-                    Err(e) => self.on_ws_error(e, ctx),
+                    Err(e) => self.on_ws_error(e, env),
                 }
             }
-            Err(e) => self.on_ws_error(e, ctx),
+            Err(e) => self.on_ws_error(e, env),
         }
     }
 
     /// Maps a tungstenite error to the end of the connection: the right close code for
     /// protocol violations, a plain drain for a completed close handshake, a drop otherwise.
-    fn on_ws_error(&mut self, err: WsError, ctx: &mut Ctx<'_>) -> Step {
+    fn on_ws_error(&mut self, err: WsError, env: &mut Env) -> Step {
         let (code, reason) = match &err {
             WsError::ConnectionClosed => (None, ""),
             WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return Step::Close,
@@ -425,16 +499,18 @@ impl Connection {
         let can_write = ws.can_write();
         let mut stream = ws.into_inner();
         if let Some(code) = code {
-            ctx.counters.protocol_errors += 1;
+            env.counters.protocol_errors += 1;
             tracing::debug!(code, %err, "failing connection");
             if can_write {
-                stream.out.push_shared(frame::close(code, reason), false);
+                stream
+                    .out_mut()
+                    .push_shared(frame::close(code, reason), false);
             }
         }
-        if code.is_none() && stream.out.is_empty() {
+        if code.is_none() && stream.out().is_empty() {
             return Step::Close; // handshake complete and nothing left to send
         }
-        self.enter_draining(stream, code.is_some(), ctx.now, ctx.limits);
+        self.enter_draining(stream, code.is_some(), env.now, &env.limits);
         Step::Idle
     }
 
@@ -454,11 +530,17 @@ impl Connection {
         }
     }
 
-    /// Writes queued output. `None`: the connection is finished or broken, drop it.
-    pub fn flush(&mut self, limits: &Limits) -> Option<FlushOutcome> {
-        let stream = self.stream_mut()?;
-        let flushed = stream.flush_out().ok()?;
-        let pending = stream.out.pending();
+    /// Writes queued output and keeps the registration in step: WRITABLE while the socket is
+    /// full, READABLE only once it has room again.
+    pub fn flush(&mut self, token: Token, env: &mut Env) -> Flush {
+        self.flush_listed = false;
+        let Some(stream) = self.stream_mut() else {
+            return Flush::Close;
+        };
+        let Ok(flushed) = stream.flush_out() else {
+            return Flush::Close;
+        };
+        let pending = stream.out().pending();
         if let Phase::Draining {
             stream,
             fin_sent,
@@ -466,34 +548,48 @@ impl Connection {
         } = &mut self.phase
         {
             if flushed == Flushed::All && !*linger {
-                return None;
+                return Flush::Close;
             }
             if flushed == Flushed::All && !*fin_sent {
                 *fin_sent = true;
-                if stream.tcp.shutdown(std::net::Shutdown::Write).is_err() {
-                    return None;
+                if stream.shutdown_write().is_err() {
+                    return Flush::Close;
                 }
             }
         }
-        let resume_read = self.read_paused && pending <= limits.max_backlog / 2;
-        if resume_read {
-            self.read_paused = false;
+        let blocked = flushed == Flushed::Blocked;
+        if blocked != self.write_interest {
+            let interest = if blocked {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let Some(stream) = self.stream_mut() else {
+                return Flush::Close;
+            };
+            if env
+                .registry
+                .reregister(stream.socket_mut(), token, interest)
+                .is_err()
+            {
+                return Flush::Close;
+            }
+            self.write_interest = blocked;
         }
-        Some(FlushOutcome {
-            blocked: flushed == Flushed::Blocked,
-            resume_read,
-        })
+        if self.read_paused && pending <= env.limits.max_backlog / 2 {
+            self.read_paused = false;
+            return Flush::ReadAgain;
+        }
+        Flush::Done
     }
 
     /// Starts a close handshake from our side. Returns false when the connection should simply
     /// be dropped (it never became a WebSocket).
-    pub fn start_close(
-        &mut self,
-        code: u16,
-        reason: &'static str,
-        now: u64,
-        limits: &Limits,
-    ) -> bool {
+    pub fn start_close(&mut self, code: u16, reason: &'static str, env: &Env) -> bool {
+        self.close_with(code, reason, env.now, &env.limits)
+    }
+
+    fn close_with(&mut self, code: u16, reason: &'static str, now: u64, limits: &Limits) -> bool {
         self.wake(limits);
         match &mut self.phase {
             Phase::Open(ws) => {
@@ -527,13 +623,7 @@ impl Connection {
         };
         let quiet =
             limits.rest_after_ms > 0 && now.saturating_sub(self.last_seen) >= limits.rest_after_ms;
-        let stream = ws.get_ref();
-        if !quiet
-            || self.read_paused
-            || !ws.can_write()
-            || !stream.boundary.at_rest()
-            || !stream.nothing_read_ahead()
-        {
+        if !quiet || self.read_paused || !ws.can_write() || !ws.get_ref().at_rest() {
             return false;
         }
         let Phase::Open(ws) = mem::replace(&mut self.phase, Phase::Gone) else {
@@ -545,43 +635,50 @@ impl Connection {
         true
     }
 
-    /// Hands a pre-encoded broadcast frame to this member.
-    pub fn deliver(&mut self, frame: &Bytes, now: u64, limits: &Limits) -> Delivery {
+    /// Hands a pre-encoded broadcast frame to this member: the one path for every member of a
+    /// room, the sender's own copy included. A member whose backlog is already over the limit
+    /// is a slow consumer: its unsent broadcast frames are dropped and it is closed with 1008.
+    pub fn deliver(&mut self, frame: &Bytes, env: &mut Env) -> Delivery {
         let out = match &mut self.phase {
-            Phase::Open(ws) if ws.can_write() => &mut ws.get_mut().out,
-            Phase::Idle(stream) => &mut stream.out,
+            Phase::Open(ws) if ws.can_write() => ws.get_mut().out_mut(),
+            Phase::Idle(stream) => stream.out_mut(),
             _ => return Delivery::Skipped,
         };
-        let delivery = offer(out, frame, limits);
-        if delivery == Delivery::SlowConsumer {
-            self.start_close(1008, SLOW_CONSUMER, now, limits);
+        if out.pending() > env.limits.max_backlog {
+            out.discard_droppable();
+            env.counters.slow_consumers += 1;
+            self.close_with(1008, SLOW_CONSUMER, env.now, &env.limits);
+            return Delivery::SlowConsumer;
         }
-        delivery
+        out.push_shared(frame.clone(), true);
+        env.counters.msgs_out += 1;
+        Delivery::Queued
     }
 
     /// Timer check, run once per tick. Returns false when the connection must be dropped.
     /// Output it queues (a ping, a close frame) is flushed by the caller.
-    pub fn tick(&mut self, now: u64, limits: &Limits, counters: &mut Counters) -> bool {
+    pub fn tick(&mut self, env: &mut Env) -> bool {
+        let now = env.now;
         if now >= self.deadline {
-            counters.timeouts += 1;
+            env.counters.timeouts += 1;
             return false;
         }
-        if self.rest(now, limits) {
-            counters.rests += 1;
+        if self.rest(now, &env.limits) {
+            env.counters.rests += 1;
         }
-        let idle = limits.idle_timeout_ms;
+        let idle = env.limits.idle_timeout_ms;
         if idle == 0 || !self.is_open() {
             return true;
         }
         let silent = now.saturating_sub(self.last_seen);
         if silent >= idle {
-            counters.timeouts += 1;
-            self.start_close(1001, "idle timeout", now, limits);
+            env.counters.timeouts += 1;
+            self.close_with(1001, "idle timeout", now, &env.limits);
         } else if silent >= idle / 2 && !self.pinged {
             self.pinged = true;
             if let Some(stream) = self.stream_mut() {
                 stream
-                    .out
+                    .out_mut()
                     .push_shared(frame::encode(OpCode::Ping, b"corecast"), false);
             }
         }
@@ -589,22 +686,9 @@ impl Connection {
     }
 }
 
-const SLOW_CONSUMER: &str = "slow consumer";
-
-/// Queues a broadcast frame for a member, unless the member's backlog is already over the
-/// limit: then its unsent broadcast frames are dropped and the caller closes it with 1008.
-fn offer(out: &mut Outbox, frame: &Bytes, limits: &Limits) -> Delivery {
-    if out.pending() > limits.max_backlog {
-        out.discard_droppable();
-        return Delivery::SlowConsumer;
-    }
-    out.push_shared(frame.clone(), true);
-    Delivery::Queued
-}
-
 /// Sends our close frame; returns the deadline for the peer's answer.
-fn close_ws(
-    ws: &mut WebSocket<Stream>,
+fn close_ws<S: Socket>(
+    ws: &mut WebSocket<Stream<S>>,
     code: u16,
     reason: &'static str,
     now: u64,
@@ -618,3 +702,6 @@ fn close_ws(
     let _ = ws.close(Some(close));
     now.saturating_add(limits.close_timeout_ms)
 }
+
+#[cfg(test)]
+mod tests;

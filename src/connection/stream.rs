@@ -3,47 +3,42 @@
 //! tungstenite writes its pongs and close replies into the outbox (a write never blocks, so
 //! none of its "WouldBlock means queued" subtleties arise), and our own frames join the same
 //! queue, so ordering between them is simply queue order. The socket is written only by
-//! `Stream::flush_out`, called by the worker once per loop pass. This is the seam for another
-//! I/O backend (io_uring): tungstenite and the connection only see `Read + Write`.
+//! `Stream::flush_out`, which the connection calls when the worker flushes it. tungstenite and
+//! the connection only see `Read + Write`: the seam for another transport.
 //!
-//! Reads: tungstenite asks for at most its read-buffer size (4 KiB by default) per call and
-//! zero-fills that much first, so a larger buffer costs every small message. For a frame whose
-//! remaining payload is larger than that, the stream instead reads the rest of the frame in one
-//! syscall into a read-ahead buffer and serves tungstenite's small reads from memory: a 16 KiB
-//! message takes 2 `recvfrom` calls instead of 5. The read-ahead buffer exists only on
-//! connections that receive large frames and is released when the connection rests.
+//! Reads: tungstenite asks for at most its read-buffer size per call and zero-fills that much
+//! first, so a larger buffer costs every small message. For a frame whose remaining payload is
+//! larger than that, the stream instead reads the rest of the frame in one syscall into a
+//! read-ahead buffer and serves tungstenite's small reads from memory. The read-ahead buffer
+//! exists only on connections that receive large frames and is released when the connection
+//! rests. `ReadSkip` decides when a tungstenite read could only end in `WouldBlock`.
 
 use std::io::{self, Read, Write};
 
-use mio::net::TcpStream;
 use tungstenite::{Message, WebSocket};
 
 use super::outbox::{Flushed, Outbox};
+use super::read_skip::ReadSkip;
+use super::socket::Socket;
 use crate::protocol::boundary::Boundary;
 
 /// Largest single read made ahead of tungstenite; beyond this the copy, not the syscall,
 /// dominates the cost of a read.
-pub const READ_AHEAD_MAX: usize = 64 * 1024;
+pub(crate) const READ_AHEAD_MAX: usize = 64 * 1024;
 
 /// A client socket plus its outbound queue.
 #[derive(Debug)]
-pub struct Stream {
-    pub tcp: TcpStream,
-    pub out: Outbox,
+pub(crate) struct Stream<S> {
+    socket: S,
+    out: Outbox,
     /// Bytes received so far: the connection compares it across a read to see activity.
-    pub bytes_in: u64,
-    /// The last socket read returned less than asked for: the socket is drained. Epoll is
-    /// edge-triggered and signals every new arrival, so until the next readiness event a
-    /// further read would only return WouldBlock; answering that ourselves saves one `read`
-    /// syscall per event. The connection clears it at the start of each readiness event.
-    pub drained: bool,
+    bytes_in: u64,
+    /// Whether the socket is drained and every arrived message returned.
+    skip: ReadSkip,
     /// Frame boundaries of what tungstenite was given, once the stream carries frames.
-    pub boundary: Boundary,
+    boundary: Boundary,
     /// Whether reads are WebSocket frames (after the HTTP head) and must be followed.
-    pub framed: bool,
-    /// Messages tungstenite has returned (wrapping, like `Boundary::messages`); kept by
-    /// `read_message`.
-    delivered: u32,
+    framed: bool,
     /// Bytes read from the socket but not yet handed to tungstenite; boxed, as most
     /// connections never need it and every idle one would carry it.
     ahead: Option<Box<ReadAhead>>,
@@ -71,35 +66,71 @@ impl ReadAhead {
     }
 }
 
-impl Stream {
-    pub fn new(tcp: TcpStream) -> Stream {
+impl<S: Socket> Stream<S> {
+    pub fn new(socket: S) -> Stream<S> {
         Stream {
-            tcp,
+            socket,
             out: Outbox::default(),
             bytes_in: 0,
-            drained: false,
+            skip: ReadSkip::default(),
             boundary: Boundary::default(),
             framed: false,
-            delivered: 0,
             ahead: None,
         }
     }
 
+    pub fn socket_mut(&mut self) -> &mut S {
+        &mut self.socket
+    }
+
+    pub fn out(&self) -> &Outbox {
+        &self.out
+    }
+
+    pub fn out_mut(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+
+    /// Bytes received so far.
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in
+    }
+
+    /// A readiness event arrived for the socket.
+    pub fn readiness(&mut self) {
+        self.skip.readiness();
+    }
+
+    /// From here on the stream carries client frames, starting with `first` (bytes that came
+    /// after the HTTP head and go to tungstenite before anything read later).
+    pub fn start_frames(&mut self, first: &[u8]) {
+        self.framed = true;
+        self.boundary.feed(first);
+    }
+
     /// Writes queued bytes to the socket until done or the socket is full.
     pub fn flush_out(&mut self) -> io::Result<Flushed> {
-        self.out.flush_to(&mut self.tcp)
+        self.out.flush_to(&mut self.socket)
     }
 
-    /// Another tungstenite `read` could only end in `WouldBlock`: the socket is drained,
-    /// nothing is read ahead, and tungstenite has returned every message that arrived, so
-    /// its buffer holds at most part of a frame. Skipping that `read` saves the zero-fill
-    /// of tungstenite's read buffer it starts with, once per readiness event.
+    /// Sends FIN once everything is written.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        self.socket.shutdown_write()
+    }
+
+    /// Another tungstenite `read` could only end in `WouldBlock` (see `ReadSkip`).
     pub fn nothing_to_parse(&self) -> bool {
-        self.drained && self.nothing_read_ahead() && self.delivered == self.boundary.messages()
+        self.skip
+            .nothing_to_parse(self.boundary.messages(), self.nothing_read_ahead())
     }
 
-    /// Nothing read from the socket is waiting to be handed to tungstenite.
-    pub fn nothing_read_ahead(&self) -> bool {
+    /// Every byte read belongs to a complete frame, no fragmented message is open and nothing
+    /// is read ahead: tungstenite holds nothing that a fresh `WebSocket` would not.
+    pub fn at_rest(&self) -> bool {
+        self.boundary.at_rest() && self.nothing_read_ahead()
+    }
+
+    fn nothing_read_ahead(&self) -> bool {
         self.ahead.as_ref().is_none_or(|a| a.is_empty())
     }
 
@@ -119,9 +150,9 @@ impl Stream {
     }
 
     fn read_socket(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.tcp.read(buf)?;
+        let n = self.socket.read(buf)?;
         self.bytes_in += n as u64;
-        self.drained = n > 0 && n < buf.len();
+        self.skip.socket_read(n, buf.len());
         Ok(n)
     }
 
@@ -135,9 +166,9 @@ impl Stream {
             ahead.buf.resize(size, 0);
         }
         // Disjoint fields: the socket reads straight into the read-ahead buffer.
-        let n = self.tcp.read(&mut ahead.buf[..size])?;
+        let n = self.socket.read(&mut ahead.buf[..size])?;
         self.bytes_in += n as u64;
-        self.drained = n > 0 && n < size;
+        self.skip.socket_read(n, size);
         ahead.start = 0;
         ahead.end = n;
         Ok(n)
@@ -146,17 +177,18 @@ impl Stream {
 
 /// tungstenite's `read`, counted for `Stream::nothing_to_parse`: every message the connection
 /// takes from tungstenite must come through here, or the skip would never apply.
-pub fn read_message(ws: &mut WebSocket<Stream>) -> tungstenite::Result<Message> {
+pub(crate) fn read_message<S: Socket>(
+    ws: &mut WebSocket<Stream<S>>,
+) -> tungstenite::Result<Message> {
     let message = ws.read()?;
-    let stream = ws.get_mut();
-    stream.delivered = stream.delivered.wrapping_add(1);
+    ws.get_mut().skip.message_returned();
     Ok(message)
 }
 
-impl Read for Stream {
+impl<S: Socket> Read for Stream<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.nothing_read_ahead() {
-            if self.drained {
+            if self.skip.socket_drained() {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             let frame_left = if self.framed {
@@ -185,7 +217,7 @@ impl Read for Stream {
     }
 }
 
-impl Write for Stream {
+impl<S> Write for Stream<S> {
     /// Queues; never blocks and never fails.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.out.push_copy(buf);
@@ -200,16 +232,14 @@ impl Write for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{TcpListener, TcpStream as StdTcp};
+    use crate::connection::socket::MemSocket;
 
-    /// A connected pair: the client end to write with, and a `Stream` over the server end.
-    fn pair() -> (StdTcp, Stream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = StdTcp::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        server.set_nonblocking(true).unwrap();
-        let mut stream = Stream::new(TcpStream::from_std(server));
-        stream.framed = true;
+    /// A stream over an in-memory socket, past the HTTP head; the socket handle stays with the
+    /// test to play the client.
+    fn pair() -> (MemSocket, Stream<MemSocket>) {
+        let client = MemSocket::new();
+        let mut stream = Stream::new(client.clone());
+        stream.start_frames(&[]);
         (client, stream)
     }
 
@@ -219,57 +249,67 @@ mod tests {
         crate::protocol::boundary::client_frame(0x80 | opcode, &payload)
     }
 
-    /// Reads `want` bytes in tungstenite-sized chunks, waiting for data as needed.
-    fn read_all(stream: &mut Stream, want: usize, chunk: usize) -> Vec<u8> {
+    /// Reads everything in `chunk`-sized reads, the client sending `pieces` one at a time
+    /// whenever the stream runs dry (each send followed by a readiness event, as epoll would).
+    fn read_all(
+        stream: &mut Stream<MemSocket>,
+        client: &MemSocket,
+        pieces: &[&[u8]],
+        chunk: usize,
+    ) -> Vec<u8> {
         let mut got = Vec::new();
         let mut buf = vec![0u8; chunk];
-        while got.len() < want {
+        let mut next = pieces.iter();
+        loop {
             match stream.read(&mut buf) {
-                Ok(0) => panic!("EOF after {} of {want} bytes", got.len()),
+                Ok(0) => return got,
                 Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // A new readiness event would clear this.
-                    stream.drained = false;
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match next.next() {
+                    Some(piece) => {
+                        client.send(piece);
+                        stream.readiness();
+                    }
+                    None => return got,
+                },
                 Err(e) => panic!("{e}"),
             }
         }
-        got
     }
 
     #[test]
     fn large_frame_is_read_ahead_and_handed_on_intact() {
-        let (mut client, mut stream) = pair();
+        let (client, mut stream) = pair();
         let big = frame(0x2, 16 * 1024, 7);
-        client.write_all(&big).unwrap();
-        // Wait until the whole frame is in the socket's receive queue.
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        client.send(&big);
         let mut first = vec![0u8; 4096];
         assert_eq!(stream.read(&mut first).unwrap(), 4096);
-        assert_eq!(stream.bytes_in, 4096);
+        assert_eq!(stream.bytes_in(), 4096);
         let mut second = vec![0u8; 4096];
         assert_eq!(stream.read(&mut second).unwrap(), 4096);
         assert_eq!(
-            stream.bytes_in,
+            stream.bytes_in(),
             big.len() as u64,
             "the rest of the frame should come in one read"
         );
+        assert_eq!(
+            client.wire().reads,
+            2,
+            "two socket reads for the whole frame"
+        );
         let mut got = first;
         got.extend_from_slice(&second);
-        got.extend(read_all(&mut stream, big.len() - 8192, 4096));
+        got.extend(read_all(&mut stream, &client, &[], 4096));
         assert_eq!(got, big);
-        assert!(stream.boundary.at_rest());
-        assert!(stream.nothing_read_ahead());
+        assert!(stream.at_rest());
         assert!(stream.buffered_capacity() > 0);
         stream.release_buffers();
         assert_eq!(stream.buffered_capacity(), 0);
     }
 
-    /// Large and small frames, written in odd-sized pieces so reads end mid-header and
+    /// Large and small frames, arriving in odd-sized pieces so reads end mid-header and
     /// mid-payload, come out byte for byte with `chunk`-sized reads.
     fn mixed_frames_survive(chunk: usize) {
-        let (mut client, mut stream) = pair();
+        let (client, mut stream) = pair();
         let mut sent = Vec::new();
         for (i, len) in [70_000usize, 3, 200_000, 125, 5000, 0, 9000]
             .iter()
@@ -278,21 +318,11 @@ mod tests {
             sent.extend(frame(0x2, *len, i as u8));
             sent.extend(frame(0x9, 2, 0xee)); // a ping between data frames
         }
-        let writer = {
-            let sent = sent.clone();
-            std::thread::spawn(move || {
-                for piece in sent.chunks(3001) {
-                    client.write_all(piece).unwrap();
-                }
-                client
-            })
-        };
-        let got = read_all(&mut stream, sent.len(), chunk);
+        let pieces: Vec<&[u8]> = sent.chunks(3001).collect();
+        let got = read_all(&mut stream, &client, &pieces, chunk);
         assert_eq!(got.len(), sent.len());
         assert!(got == sent, "bytes differ from what was sent");
-        assert!(stream.boundary.at_rest());
-        assert!(stream.nothing_read_ahead());
-        drop(writer.join().unwrap());
+        assert!(stream.at_rest());
     }
 
     #[test]
@@ -304,30 +334,36 @@ mod tests {
     #[test]
     fn nothing_to_parse_only_once_every_arrived_message_is_returned() {
         use tungstenite::protocol::Role;
-        let (mut client, stream) = pair();
+        let (client, stream) = pair();
         let mut wire = frame(0x2, 10, 1);
         wire.extend(frame(0x9, 0, 0)); // a ping: a message of its own
         wire.extend(frame(0x1, 5, b'a'));
         let partial = frame(0x2, 100, 9);
         wire.extend(&partial[..50]);
-        client.write_all(&wire).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        client.send(&wire);
         let mut ws = WebSocket::from_raw_socket(stream, Role::Server, None);
         for left in (0..3).rev() {
             read_message(&mut ws).unwrap();
-            let stream = ws.get_ref();
-            assert!(stream.drained, "one socket read took everything");
             // Were this true early, a message would sit in tungstenite until more data came.
-            assert_eq!(stream.nothing_to_parse(), left == 0, "{left} messages left");
+            assert_eq!(
+                ws.get_ref().nothing_to_parse(),
+                left == 0,
+                "{left} messages left"
+            );
         }
+        let reads = client.wire().reads;
         match read_message(&mut ws) {
             Err(tungstenite::Error::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
             other => panic!("expected WouldBlock, got {other:?}"),
         }
+        assert_eq!(
+            client.wire().reads,
+            reads,
+            "a drained socket is not read again"
+        );
         // The rest of the partial frame: a new readiness event, one more message.
-        client.write_all(&partial[50..]).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        ws.get_mut().drained = false;
+        client.send(&partial[50..]);
+        ws.get_mut().readiness();
         assert!(!ws.get_ref().nothing_to_parse());
         assert!(read_message(&mut ws).unwrap().is_binary());
         assert!(ws.get_ref().nothing_to_parse());
@@ -335,25 +371,15 @@ mod tests {
 
     #[test]
     fn end_of_stream_inside_a_large_frame_reads_as_eof() {
-        let (mut client, mut stream) = pair();
+        let (client, mut stream) = pair();
         let big = frame(0x2, 20_000, 1);
-        client.write_all(&big[..10_000]).unwrap();
-        drop(client);
-        let got = read_all(&mut stream, 10_000, 4096);
+        client.send(&big[..10_000]);
+        client.wire().eof = true;
+        let got = read_all(&mut stream, &client, &[], 4096);
         assert_eq!(got, big[..10_000]);
         let mut buf = [0u8; 4096];
-        stream.drained = false;
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => panic!("{n} bytes after the end"),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    stream.drained = false;
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
-        assert!(!stream.boundary.at_rest());
+        stream.readiness(); // epoll reports the hang-up
+        assert_eq!(stream.read(&mut buf).unwrap(), 0, "the end arrives as EOF");
+        assert!(!stream.at_rest());
     }
 }

@@ -1,41 +1,69 @@
-//! Room membership on one worker.
+//! Room membership on one worker: which connections are in which room, and where each sits.
+//!
+//! `Rooms` is the one owner of membership in both directions: room → members (a dense list,
+//! walked on every delivery) and member → seat (its room and its index in that list, so leaving
+//! is O(1) by swap-remove). Every way a connection can go (close, error, timeout, shutdown)
+//! ends in the worker's one `leave` call. Empty rooms are removed, so they hold no memory.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Local room membership. Empty rooms are removed, so they hold no memory.
+/// Where a member sits.
+#[derive(Debug)]
+struct Seat {
+    room: Arc<str>,
+    index: usize,
+}
+
+/// Local room membership; members are connection keys.
 #[derive(Debug, Default)]
-pub struct Rooms {
+pub(crate) struct Rooms {
     rooms: HashMap<Arc<str>, Vec<usize>>,
+    /// Indexed by connection key; `None` for connections in no room. Slab keys are dense and
+    /// reused, so this grows to the most connections held at once, not to all ever accepted.
+    seats: Vec<Option<Seat>>,
 }
 
 impl Rooms {
-    /// Adds connection `key` to `room`; returns the interned room name and the member index.
-    pub fn join(&mut self, room: &str, key: usize) -> (Arc<str>, usize) {
-        if let Some((name, _)) = self.rooms.get_key_value(room) {
-            let name = name.clone();
-            let members = self
-                .rooms
-                .get_mut(room)
-                .expect("present: looked up just above");
-            members.push(key);
-            return (name, members.len() - 1);
+    /// Adds connection `key` to `room` (leaving any room it was in).
+    pub fn join(&mut self, key: usize, room: &str) {
+        self.leave(key);
+        let room: Arc<str> = match self.rooms.get_key_value(room) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(room),
+        };
+        let members = self.rooms.entry(room.clone()).or_default();
+        members.push(key);
+        let index = members.len() - 1;
+        if self.seats.len() <= key {
+            self.seats.resize_with(key + 1, || None);
         }
-        let name: Arc<str> = Arc::from(room);
-        self.rooms.insert(name.clone(), vec![key]);
-        (name, 0)
+        self.seats[key] = Some(Seat { room, index });
     }
 
-    /// Removes the member at `index`. When another member moved into that slot, returns its
-    /// key so the caller can update that member's index to `index`.
-    pub fn leave(&mut self, room: &str, index: usize) -> Option<usize> {
-        let members = self.rooms.get_mut(room)?;
+    /// Removes connection `key` from its room; nothing happens when it is in none.
+    pub fn leave(&mut self, key: usize) {
+        let Some(Seat { room, index }) = self.seats.get_mut(key).and_then(Option::take) else {
+            return;
+        };
+        let Some(members) = self.rooms.get_mut(&room) else {
+            debug_assert!(false, "a seat in a room that does not exist");
+            return;
+        };
         members.swap_remove(index);
-        let moved = members.get(index).copied();
-        if members.is_empty() {
-            self.rooms.remove(room);
+        if let Some(&moved) = members.get(index) {
+            if let Some(seat) = self.seats[moved].as_mut() {
+                seat.index = index;
+            }
         }
-        moved
+        if members.is_empty() {
+            self.rooms.remove(&room);
+        }
+    }
+
+    /// The room connection `key` is in.
+    pub fn room_of(&self, key: usize) -> Option<&Arc<str>> {
+        self.seats.get(key)?.as_ref().map(|seat| &seat.room)
     }
 
     /// The local members of `room` (empty when none).
@@ -48,34 +76,81 @@ impl Rooms {
     pub fn len(&self) -> usize {
         self.rooms.len()
     }
-
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.rooms.is_empty()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Every seat points at its own entry in its room's list, and every list entry has a seat.
+    fn assert_consistent(rooms: &Rooms) {
+        let mut listed = 0;
+        for (name, members) in &rooms.rooms {
+            assert!(!members.is_empty(), "empty room {name} kept");
+            for (index, &key) in members.iter().enumerate() {
+                let seat = rooms.seats[key].as_ref().expect("listed member has a seat");
+                assert_eq!((&*seat.room, seat.index), (&**name, index));
+                listed += 1;
+            }
+        }
+        assert_eq!(listed, rooms.seats.iter().flatten().count());
+    }
+
     #[test]
-    fn join_leave_keeps_indices_consistent_and_frees_empty_rooms() {
+    fn leaving_from_any_position_keeps_seats_consistent_and_frees_empty_rooms() {
         let mut rooms = Rooms::default();
-        let (name, i0) = rooms.join("a", 10);
-        assert_eq!((&*name, i0), ("a", 0));
-        assert_eq!(rooms.join("a", 11).1, 1);
-        assert_eq!(rooms.join("a", 12).1, 2);
-        rooms.join("b", 20);
+        for key in [10, 11, 12] {
+            rooms.join(key, "a");
+        }
+        rooms.join(20, "b");
         assert_eq!(rooms.members("a"), &[10, 11, 12]);
-        // Removing index 0 moves the last member (12) into slot 0.
-        assert_eq!(rooms.leave("a", 0), Some(12));
+        assert_eq!(rooms.room_of(20).map(|r| &**r), Some("b"));
+        // Leaving from the front moves the last member into its slot.
+        rooms.leave(10);
         assert_eq!(rooms.members("a"), &[12, 11]);
-        assert_eq!(rooms.leave("a", 1), None);
-        assert_eq!(rooms.leave("a", 0), None);
+        assert_consistent(&rooms);
+        rooms.leave(11);
+        assert_consistent(&rooms);
+        rooms.leave(11); // twice: no effect
+        rooms.leave(99); // never joined: no effect
+        rooms.leave(12);
         assert!(rooms.members("a").is_empty());
         assert_eq!(rooms.len(), 1);
-        assert_eq!(rooms.leave("b", 0), None);
-        assert!(rooms.is_empty());
+        rooms.leave(20);
+        assert_eq!(rooms.len(), 0);
+        assert_eq!(rooms.room_of(20), None);
+    }
+
+    #[test]
+    fn joining_again_moves_a_member_and_keys_are_reusable() {
+        let mut rooms = Rooms::default();
+        rooms.join(1, "a");
+        rooms.join(2, "a");
+        rooms.join(1, "b");
+        assert_eq!(rooms.members("a"), &[2]);
+        assert_eq!(rooms.members("b"), &[1]);
+        assert_consistent(&rooms);
+        rooms.leave(1);
+        rooms.join(1, "a"); // a reused slab key
+        assert_eq!(rooms.members("a"), &[2, 1]);
+        assert_consistent(&rooms);
+    }
+
+    #[test]
+    fn random_joins_and_leaves_stay_consistent() {
+        let mut rooms = Rooms::default();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..5000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let key = (state % 64) as usize;
+            if state & 0x100 == 0 {
+                rooms.join(key, ["x", "y", "z"][(state >> 9) as usize % 3]);
+            } else {
+                rooms.leave(key);
+            }
+        }
+        assert_consistent(&rooms);
     }
 }

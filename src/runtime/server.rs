@@ -3,20 +3,18 @@
 //! later asks them to shut down and collects their counters.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mio::{Poll, Waker};
-use tungstenite::protocol::WebSocketConfig;
 
+use crate::admission::Admission;
 use crate::config::Config;
 use crate::connection::Limits;
 use crate::error::Error;
 use crate::fanout::bus::{Bus, Envelope, Mailbox, INBOX_CAPACITY};
-use crate::protocol::http::Policy;
 use crate::runtime::listener;
 use crate::runtime::worker::{Shared, Worker, WorkerSetup, WAKER};
 use crate::stats::{Counters, SharedCounters};
@@ -88,11 +86,10 @@ impl Server {
             inboxes.push(rx);
         }
         let shared = Arc::new(Shared {
-            open: AtomicUsize::new(0),
-            max_connections: capacity,
+            admission: Admission::new(capacity),
             stats: (0..workers).map(|_| SharedCounters::default()).collect(),
         });
-        let limits = limits(&config);
+        let limits = Limits::new(&config);
         let cores = affinity::available_cores(config.cpus.as_ref());
         let stopper = Stopper {
             mailboxes: mailboxes.clone(),
@@ -242,29 +239,6 @@ fn validate(config: &Config, workers: usize) -> Result<(), Error> {
         return fail("CPU list is empty");
     }
     Ok(())
-}
-
-fn limits(config: &Config) -> Limits {
-    let ws = WebSocketConfig::default()
-        .read_buffer_size(config.read_buffer)
-        // Our stream takes every write into its outbox, so tungstenite's own buffer only ever
-        // holds one control frame.
-        .write_buffer_size(0)
-        .max_write_buffer_size(64 * 1024)
-        .max_message_size(Some(config.max_message_size))
-        .max_frame_size(Some(config.max_message_size));
-    Limits {
-        ws,
-        policy: Policy {
-            protocols: config.protocols.clone(),
-            allowed_origins: config.allowed_origins.clone(),
-        },
-        max_backlog: config.max_backlog,
-        handshake_timeout_ms: config.handshake_timeout.as_millis() as u64,
-        idle_timeout_ms: config.idle_timeout.as_millis() as u64,
-        close_timeout_ms: config.close_timeout.as_millis() as u64,
-        rest_after_ms: config.rest_after.as_millis() as u64,
-    }
 }
 
 fn spawn_stats_logger(shared: Arc<Shared>, every: Duration) -> (JoinHandle<()>, Sender<()>) {

@@ -9,34 +9,37 @@
 //!   flushed once at the end of the pass (one `writev`). WRITABLE interest is registered only
 //!   while a socket is full.
 //! * Nothing blocks and nothing is shared on the per-message path: other workers are reached
-//!   only through `Bus`. The only shared state is the connection count (touched on accept and
-//!   close) and the counters published once per tick.
+//!   only through `Bus`. The only shared state is admission (touched on accept and close) and
+//!   the counters published once per tick.
+//! * The worker never looks inside a connection: it calls a method and acts on the returned
+//!   outcome. Connections register themselves; `Rooms` owns membership; `close` is the one
+//!   exit, used by every path that ends a connection.
 //! * Timers are a sweep once per tick: O(1) per connection, no syscall per connection.
 //! * A panic while handling a connection's input drops that connection and is counted; the
 //!   worker and its other connections go on.
 
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
+use oskit::timerfd::Ticker;
 use slab::Slab;
 
-use crate::connection::{Connection, Ctx, Delivery, Limits, Membership, Step};
+use crate::admission::Admission;
+use crate::connection::{Connection, Env, Flush, Limits, Output, Step};
 use crate::fanout::bus::{Bus, Envelope};
 use crate::fanout::rooms::Rooms;
 use crate::protocol::http::Endpoint;
 use crate::stats::{Counters, SharedCounters};
-use oskit::timerfd::Ticker;
 
 /// Token of the worker's listener.
-pub const LISTENER: Token = Token(usize::MAX - 1);
+pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
 /// Token of the worker's inbox waker.
-pub const WAKER: Token = Token(usize::MAX - 2);
+pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 /// Token of the worker's tick timer.
 const TICK: Token = Token(usize::MAX - 3);
 /// Accepts per pass before other work gets a turn.
@@ -48,16 +51,15 @@ const ACCEPT_RETRY_MS: u64 = 100;
 
 /// State shared by all workers, none of it on the per-message path.
 #[derive(Debug)]
-pub struct Shared {
-    /// Connections counted against `max_connections`, across all workers.
-    pub open: AtomicUsize,
-    pub max_connections: usize,
+pub(crate) struct Shared {
+    /// Connections held against the server's capacity, across all workers.
+    pub admission: Admission,
     /// Each worker's published counters, indexed by worker id.
     pub stats: Vec<SharedCounters>,
 }
 
 /// Everything a worker thread is started with.
-pub struct WorkerSetup {
+pub(crate) struct WorkerSetup {
     pub id: usize,
     pub core: Option<usize>,
     pub poll: Poll,
@@ -68,16 +70,16 @@ pub struct WorkerSetup {
     pub shutdown_timeout: Duration,
 }
 
-pub struct Worker {
+pub(crate) struct Worker {
     id: usize,
     poll: Poll,
     listener: Option<TcpListener>,
     conns: Slab<Connection>,
     rooms: Rooms,
     bus: Bus,
-    limits: Limits,
+    /// The clock, limits, counters and registry lent to connections.
+    env: Env,
     shared: Arc<Shared>,
-    counters: Counters,
     /// Connections with output queued this pass.
     flush_list: Vec<usize>,
     /// Connections to read again next pass (input may remain without a new event).
@@ -85,13 +87,9 @@ pub struct Worker {
     /// An empty list kept for swapping with `flush_list` / `read_list`, so walking a list while
     /// handlers add to the next one costs no allocation per pass.
     spare: Vec<usize>,
-    /// Messages published by this pass's reads, waiting to be fanned out.
-    publish: Vec<(Arc<str>, Bytes)>,
     inbox: Vec<Envelope>,
     inbox_more: bool,
     start: Instant,
-    /// Milliseconds since `start`, read once per pass.
-    now: u64,
     tick_ms: u64,
     next_tick: u64,
     /// Fires every `tick_ms`, so the loop can sleep without a timeout.
@@ -132,6 +130,13 @@ impl Worker {
         let mut ticker = Ticker::new(Duration::from_millis(tick_ms))?;
         poll.registry()
             .register(&mut ticker, TICK, Interest::READABLE)?;
+        let env = Env {
+            now: 0,
+            limits,
+            registry: poll.registry().try_clone()?,
+            counters: Counters::default(),
+            published: Vec::new(),
+        };
         Ok(Worker {
             id,
             poll,
@@ -139,17 +144,14 @@ impl Worker {
             conns: Slab::new(),
             rooms: Rooms::default(),
             bus,
-            limits,
+            env,
             shared,
-            counters: Counters::default(),
             flush_list: Vec::new(),
             read_list: Vec::new(),
             spare: Vec::new(),
-            publish: Vec::new(),
             inbox: Vec::new(),
             inbox_more: false,
             start: Instant::now(),
-            now: 0,
             tick_ms,
             next_tick: tick_ms,
             ticker,
@@ -172,7 +174,7 @@ impl Worker {
                     break;
                 }
             }
-            self.now = self.start.elapsed().as_millis() as u64;
+            self.env.now = self.start.elapsed().as_millis() as u64;
             let mut ticked = false;
             for event in events.iter() {
                 match event.token() {
@@ -181,7 +183,7 @@ impl Worker {
                     WAKER => self.inbox_more = true,
                     Token(key) => {
                         if event.is_writable() {
-                            self.flush_one(key);
+                            self.flush(key);
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.read(key);
@@ -189,7 +191,7 @@ impl Worker {
                     }
                 }
             }
-            if self.accept_at.is_some_and(|at| self.now >= at) {
+            if self.accept_at.is_some_and(|at| self.env.now >= at) {
                 self.accept_at = None;
                 self.accept();
             }
@@ -205,11 +207,11 @@ impl Worker {
             self.bus.end_pass();
             // The ticker may fire a hair before `next_tick` by our millisecond clock; its event
             // is the tick all the same, or the sweep would wait a whole further interval.
-            if ticked || self.now >= self.next_tick {
+            if ticked || self.env.now >= self.next_tick {
                 self.tick();
             }
             if let Some(deadline) = self.shutdown_deadline {
-                if self.conns.is_empty() || self.now >= deadline {
+                if self.conns.is_empty() || self.env.now >= deadline {
                     break;
                 }
             }
@@ -226,15 +228,16 @@ impl Worker {
             self.close(key);
         }
         self.publish_counters();
-        self.counters
+        self.env.counters
     }
 
     /// How long `poll` may sleep: not at all with work pending, briefly for the rare waits the
     /// ticker does not cover, else until an event (the ticker guarantees one per tick).
     fn poll_timeout(&self) -> Option<Duration> {
+        let now = self.env.now;
         if !self.read_list.is_empty()
             || self.inbox_more
-            || self.accept_at.is_some_and(|at| at <= self.now)
+            || self.accept_at.is_some_and(|at| at <= now)
         {
             return Some(Duration::ZERO);
         }
@@ -242,7 +245,7 @@ impl Worker {
             return Some(Duration::from_millis(1));
         }
         self.accept_at
-            .map(|at| Duration::from_millis(at.saturating_sub(self.now)))
+            .map(|at| Duration::from_millis(at.saturating_sub(now)))
     }
 
     fn accept(&mut self) {
@@ -263,66 +266,56 @@ impl Worker {
                 Err(e) if is_resource_exhaustion(&e) => {
                     // Without a free descriptor the pending connection stays queued and the
                     // edge-triggered listener will not fire again: retry on a timer, not a spin.
-                    self.counters.accept_errors += 1;
+                    self.env.counters.accept_errors += 1;
                     if !self.accept_error_logged {
                         self.accept_error_logged = true;
                         tracing::warn!(worker = self.id, error = %e, "accept failed; retrying every {ACCEPT_RETRY_MS} ms");
                     }
-                    self.accept_at = Some(self.now + ACCEPT_RETRY_MS);
+                    self.accept_at = Some(self.env.now + ACCEPT_RETRY_MS);
                     return;
                 }
                 Err(e) => tracing::debug!(worker = self.id, error = %e, "accept error"),
             }
         }
-        self.accept_at = Some(self.now);
+        self.accept_at = Some(self.env.now);
     }
 
-    fn admit(&mut self, mut tcp: mio::net::TcpStream) {
+    fn admit(&mut self, tcp: mio::net::TcpStream) {
         let _ = tcp.set_nodelay(true);
-        let over_capacity =
-            self.shared.open.fetch_add(1, Ordering::Relaxed) >= self.shared.max_connections;
-        if over_capacity {
-            self.shared.open.fetch_sub(1, Ordering::Relaxed);
-        }
+        let seat = self.shared.admission.admit();
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        if key >= WAKER.0
-            || self
-                .poll
-                .registry()
-                .register(&mut tcp, Token(key), Interest::READABLE)
-                .is_err()
-        {
-            if !over_capacity {
-                self.shared.open.fetch_sub(1, Ordering::Relaxed);
+        if key >= TICK.0 {
+            if let Some(seat) = seat {
+                self.shared.admission.release(seat);
             }
             return;
         }
-        entry.insert(Connection::new(tcp, self.now, &self.limits, over_capacity));
-        self.counters.accepted += 1;
-        self.counters.connections += 1;
-        // Registration reports data that is already waiting, so no read is needed here.
+        match Connection::accept(tcp, Token(key), seat, &self.env) {
+            Ok(conn) => {
+                entry.insert(conn);
+                self.env.counters.accepted += 1;
+                self.env.counters.connections += 1;
+            }
+            Err((_, Some(seat))) => self.shared.admission.release(seat),
+            Err((_, None)) => {}
+        }
     }
 
     fn read(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let mut ctx = Ctx {
-            now: self.now,
-            limits: &self.limits,
-            publish: &mut self.publish,
-            counters: &mut self.counters,
-        };
-        let step = match catch_unwind(AssertUnwindSafe(|| conn.on_readable(&mut ctx))) {
+        let env = &mut self.env;
+        let step = match catch_unwind(AssertUnwindSafe(|| conn.on_readable(env))) {
             Ok(step) => step,
             Err(_) => {
-                self.counters.panics += 1;
+                self.env.counters.panics += 1;
                 tracing::error!(
                     worker = self.id,
                     "connection handler panicked; connection dropped"
                 );
-                self.publish.clear();
+                self.env.published.clear();
                 Step::Close
             }
         };
@@ -331,47 +324,42 @@ impl Worker {
             Step::Again => self.read_list.push(key),
             Step::Upgraded(endpoint) => {
                 if let Endpoint::Room(name) = endpoint {
-                    let (room, index) = self.rooms.join(&name, key);
-                    self.conns[key].member = Some(Membership { room, index });
+                    self.rooms.join(key, &name);
                 }
                 self.read_list.push(key);
             }
             Step::Close => {
                 // What it published before going away still goes out.
-                self.dispatch_published(key);
+                self.fan_out_published(key);
                 self.close(key);
                 return;
             }
         }
-        self.dispatch_published(key);
-        let conn = &mut self.conns[key];
-        if conn.has_output() {
-            if conn.member.is_none() {
-                // An echo (or HTTP) reply goes out now, not after the rest of the pass: the
-                // client gets it while we read the other connections. Everything this
-                // connection had to say in this event is already queued, so this is still one
-                // write per connection per event.
-                self.flush_one(key);
-            } else {
-                // Room members wait for the end of the pass, so that what the other members
-                // publish in the same pass shares their write.
-                mark_dirty(conn, key, &mut self.flush_list);
-            }
+        self.fan_out_published(key);
+        match self.conns[key].output_after_read() {
+            Output::Nothing => {}
+            Output::Now => self.flush(key),
+            Output::EndOfPass => self.flush_list.push(key),
         }
     }
 
     /// Fans out what `sender` just published: to the other local members now (the sender has
     /// queued its own copy), to other workers via the bus.
-    fn dispatch_published(&mut self, sender: usize) {
-        if self.publish.is_empty() {
+    fn fan_out_published(&mut self, sender: usize) {
+        if self.env.published.is_empty() {
             return;
         }
-        let mut publish = std::mem::take(&mut self.publish);
-        for (room, frame) in publish.drain(..) {
-            self.deliver_local(&room, &frame, Some(sender));
-            self.bus.publish(&room, &frame);
+        let mut published = std::mem::take(&mut self.env.published);
+        match self.rooms.room_of(sender).cloned() {
+            Some(room) => {
+                for frame in published.drain(..) {
+                    self.deliver_local(&room, &frame, Some(sender));
+                    self.bus.publish(&room, &frame);
+                }
+            }
+            None => published.clear(),
         }
-        self.publish = publish;
+        self.env.published = published;
     }
 
     fn deliver_local(&mut self, room: &str, frame: &Bytes, except: Option<usize>) {
@@ -380,12 +368,10 @@ impl Worker {
                 continue;
             }
             let conn = &mut self.conns[key];
-            match conn.deliver(frame, self.now, &self.limits) {
-                Delivery::Queued => self.counters.msgs_out += 1,
-                Delivery::SlowConsumer => self.counters.slow_consumers += 1,
-                Delivery::Skipped => continue,
+            conn.deliver(frame, &mut self.env);
+            if conn.claim_flush() {
+                self.flush_list.push(key);
             }
-            mark_dirty(conn, key, &mut self.flush_list);
         }
     }
 
@@ -407,12 +393,14 @@ impl Worker {
         }
         self.listener = None;
         self.accept_at = None;
-        self.shutdown_deadline = Some(self.now + self.shutdown_timeout.as_millis() as u64);
+        self.shutdown_deadline = Some(self.env.now + self.shutdown_timeout.as_millis() as u64);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             let conn = &mut self.conns[key];
-            if conn.start_close(1001, "server shutting down", self.now, &self.limits) {
-                mark_dirty(conn, key, &mut self.flush_list);
+            if conn.start_close(1001, "server shutting down", &self.env) {
+                if conn.claim_flush() {
+                    self.flush_list.push(key);
+                }
             } else {
                 self.close(key);
             }
@@ -422,62 +410,35 @@ impl Worker {
     fn flush_all(&mut self) {
         let batch = take_batch(&mut self.flush_list, &mut self.spare);
         for &key in &batch {
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.dirty = false;
-                self.flush_one(key);
-            }
+            self.flush(key);
         }
         self.spare = recycle(batch);
     }
 
-    fn flush_one(&mut self, key: usize) {
+    fn flush(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let Some(outcome) = conn.flush(&self.limits) else {
-            self.close(key);
-            return;
-        };
-        if outcome.blocked != conn.writable {
-            let interest = if outcome.blocked {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            let registry = self.poll.registry();
-            let ok = conn
-                .socket()
-                .is_some_and(|s| registry.reregister(s, Token(key), interest).is_ok());
-            if !ok {
-                self.close(key);
-                return;
-            }
-            conn.writable = outcome.blocked;
-        }
-        if outcome.resume_read {
-            self.read_list.push(key);
+        match conn.flush(Token(key), &mut self.env) {
+            Flush::Done => {}
+            Flush::ReadAgain => self.read_list.push(key),
+            Flush::Close => self.close(key),
         }
     }
 
+    /// The one way a connection leaves: out of its room, its seat back, its socket closed.
     fn close(&mut self, key: usize) {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
         };
-        if let Some(m) = &conn.member {
-            if let Some(moved) = self.rooms.leave(&m.room, m.index) {
-                if let Some(other) = self.conns[moved].member.as_mut() {
-                    other.index = m.index;
-                }
-            }
-        }
-        if conn.counted {
-            self.shared.open.fetch_sub(1, Ordering::Relaxed);
-        }
-        self.counters.connections -= 1;
+        self.rooms.leave(key);
         // Dropping the socket closes it, which also removes it from the poller.
-        drop(conn);
+        if let Some(seat) = conn.into_seat() {
+            self.shared.admission.release(seat);
+        }
+        self.env.counters.connections -= 1;
         if self.accept_error_logged && self.listener.is_some() {
-            self.accept_at = Some(self.now);
+            self.accept_at = Some(self.env.now);
         }
     }
 
@@ -485,12 +446,12 @@ impl Worker {
         let mut expired = Vec::new();
         let mut parsing = 0;
         for (key, conn) in self.conns.iter_mut() {
-            if !conn.tick(self.now, &self.limits, &mut self.counters) {
+            if !conn.tick(&mut self.env) {
                 expired.push(key);
                 continue;
             }
-            if conn.has_output() {
-                mark_dirty(conn, key, &mut self.flush_list);
+            if conn.claim_flush() {
+                self.flush_list.push(key);
             }
             parsing += usize::from(conn.holds_parser());
         }
@@ -500,7 +461,7 @@ impl Worker {
         self.trim_after_quiet(parsing);
         self.flush_all();
         self.publish_counters();
-        self.next_tick = self.now + self.tick_ms;
+        self.next_tick = self.env.now + self.tick_ms;
     }
 
     /// Hands freed heap pages back to the OS once many connections have gone idle since the
@@ -508,7 +469,8 @@ impl Worker {
     /// steady traffic connections wake and rest at the same pace, the count stays level and
     /// the allocator keeps its free buffers for reuse: no trim.
     fn trim_after_quiet(&mut self, parsing: usize) {
-        let released = self.parsing_high.saturating_sub(parsing) * self.limits.ws.read_buffer_size;
+        let released =
+            self.parsing_high.saturating_sub(parsing) * self.env.limits.ws.read_buffer_size;
         if released >= RELEASE_TRIM_BYTES {
             release_free_memory();
             self.parsing_high = parsing;
@@ -518,7 +480,7 @@ impl Worker {
     }
 
     fn publish_counters(&self) {
-        self.shared.stats[self.id].publish(&self.counters);
+        self.shared.stats[self.id].publish(&self.env.counters);
     }
 }
 
@@ -546,13 +508,6 @@ fn take_batch(list: &mut Vec<usize>, spare: &mut Vec<usize>) -> Vec<usize> {
 fn recycle(mut batch: Vec<usize>) -> Vec<usize> {
     batch.clear();
     batch
-}
-
-fn mark_dirty(conn: &mut Connection, key: usize, list: &mut Vec<usize>) {
-    if !conn.dirty {
-        conn.dirty = true;
-        list.push(key);
-    }
 }
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {
