@@ -216,7 +216,7 @@ mod tests {
     /// A final client frame with a payload of `len` bytes counting up from `seed`.
     fn frame(opcode: u8, len: usize, seed: u8) -> Vec<u8> {
         let payload: Vec<u8> = (0..len).map(|i| seed.wrapping_add(i as u8)).collect();
-        crate::protocol::boundary::client_frame(0x80 | opcode, &payload)
+        testkit::client_frame(0x80 | opcode, &payload, true)
     }
 
     /// Reads `want` bytes in tungstenite-sized chunks, waiting for data as needed.
