@@ -5,39 +5,14 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
-
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-/// Bytes allocated and not yet freed, by anyone in this process.
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-// SAFETY: defers to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use testkit::alloc::{allocations, live_bytes};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: testkit::alloc::Counting = testkit::alloc::Counting;
 
 /// The counters are process-wide: tests in this file take turns.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -64,11 +39,11 @@ fn echoing_allocates_nothing_per_message() {
         for _ in 0..200 {
             echo(&mut s); // warm up: buffers reach their steady size
         }
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = allocations();
         for _ in 0..MESSAGES {
             echo(&mut s);
         }
-        let during = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        let during = allocations() - before;
         println!("{size} B echoes: {during} allocations for {MESSAGES} messages");
         // A per-message allocation anywhere would show as >= 5000; a handful is the worker's
         // occasional bookkeeping (a tick, a stats snapshot).
@@ -105,11 +80,11 @@ fn resting_and_waking_thousands_of_times_leaks_nothing() {
         cycle(&mut clients);
     }
     let rests_before: u64 = server.stats().iter().map(|c| c.rests).sum();
-    let live_before = LIVE.load(Ordering::Relaxed);
+    let live_before = live_bytes();
     for _ in 0..60 {
         cycle(&mut clients);
     }
-    let live_after = LIVE.load(Ordering::Relaxed);
+    let live_after = live_bytes();
     let rests: u64 = server.stats().iter().map(|c| c.rests).sum::<u64>() - rests_before;
     println!("{rests} rests; live heap {live_before} -> {live_after} bytes");
     assert!(
@@ -149,13 +124,13 @@ fn a_large_message_leaves_no_large_buffer_behind_once_the_connection_rests() {
         echo(s, &small, &mut reply[..4]);
     }
     std::thread::sleep(Duration::from_millis(150)); // every connection rests
-    let live_before = LIVE.load(Ordering::Relaxed);
+    let live_before = live_bytes();
     for s in clients.iter_mut() {
         echo(s, &large, &mut reply);
     }
-    let live_busy = LIVE.load(Ordering::Relaxed);
+    let live_busy = live_bytes();
     std::thread::sleep(Duration::from_millis(150)); // ... and rests again
-    let live_after = LIVE.load(Ordering::Relaxed);
+    let live_after = live_bytes();
     println!("live heap: {live_before} rested, {live_busy} after large echoes, {live_after} rested again");
     // Holding on to the buffers of one 60 KiB message per connection would keep > 1 MiB.
     assert!(

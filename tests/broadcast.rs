@@ -20,7 +20,7 @@ fn members_on_all_workers(server: &Server, path: &str) -> Vec<Client> {
                 stats.iter().map(|c| c.handshakes).sum::<u64>() == n
                     && stats.iter().all(|c| c.connections > 0)
             };
-            if wait_briefly(spread) {
+            if poll_until(Duration::from_secs(2), spread) {
                 return members;
             }
         }
@@ -29,16 +29,6 @@ fn members_on_all_workers(server: &Server, path: &str) -> Vec<Client> {
             "the kernel never spread connections over both workers"
         );
     }
-}
-
-fn wait_briefly(mut cond: impl FnMut() -> bool) -> bool {
-    for _ in 0..100 {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 #[test]

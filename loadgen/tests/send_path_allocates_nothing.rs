@@ -3,53 +3,16 @@
 //! any server can show. A counting allocator counts this test thread's allocations only (the
 //! peer runs on its own thread).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::TcpListener;
 use std::time::Duration;
 
 use loadgen::connection::{open_socket, Connection, SendError, Step};
 use loadgen::payload::{Encoder, Header};
 use mio::{Events, Interest, Poll, Token};
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use testkit::alloc::thread_allocations;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: testkit::alloc::Counting = testkit::alloc::Counting;
 
 /// Drives `conn` on readiness events for up to `rounds` polls of at most 50 ms each.
 fn pump(poll: &mut Poll, events: &mut Events, conn: &mut Connection, rounds: u32) -> Step {
@@ -99,9 +62,9 @@ fn sending_a_message_allocates_nothing() {
                 intended_ns: seq,
             };
             loop {
-                let before = allocations();
+                let before = thread_allocations();
                 let result = conn.send(encoder.message(header, size));
-                let made = allocations() - before;
+                let made = thread_allocations() - before;
                 match result {
                     Ok(()) => return made,
                     // The peer fell behind: let it catch up (outside the count) and retry.

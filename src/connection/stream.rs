@@ -246,7 +246,7 @@ mod tests {
     /// A final client frame with a payload of `len` bytes counting up from `seed`.
     fn frame(opcode: u8, len: usize, seed: u8) -> Vec<u8> {
         let payload: Vec<u8> = (0..len).map(|i| seed.wrapping_add(i as u8)).collect();
-        crate::protocol::boundary::client_frame(0x80 | opcode, &payload)
+        testkit::client_frame(0x80 | opcode, &payload, true)
     }
 
     /// Reads everything in `chunk`-sized reads, the client sending `pieces` one at a time

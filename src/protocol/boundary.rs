@@ -111,32 +111,12 @@ impl Boundary {
     }
 }
 
-/// A client frame with first byte `first` and `payload`, laid out as a client sends it (mask key
-/// present; the payload is left as given, only the layout matters to the tests that use it).
-#[cfg(test)]
-pub(crate) fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len();
-    let mut out = vec![first];
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len < 65536 {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&[1, 2, 3, 4]);
-    out.extend_from_slice(payload);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn frame(first: u8, len: usize) -> Vec<u8> {
-        client_frame(first, &vec![0x55; len])
+        testkit::client_frame(first, &vec![0x55; len], true)
     }
 
     #[test]

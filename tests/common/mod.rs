@@ -15,6 +15,11 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::http::HeaderValue;
 use tungstenite::{Message, WebSocket};
 
+/// Shared with the unit tests and loadgen's tests: see the testkit crate. (Not every test file
+/// that includes this module uses them, as with the rest of it.)
+#[allow(unused_imports)]
+pub use testkit::{client_frame, poll_until};
+
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A test configuration: two workers, port 0, no stats logging.
@@ -114,29 +119,6 @@ pub fn raw_upgrade_on(mut s: TcpStream, path: &str) -> (TcpStream, String) {
     (s, String::from_utf8(head).unwrap())
 }
 
-/// Encodes a client frame; `mask` false makes an (illegal) unmasked one.
-pub fn client_frame(first_byte: u8, payload: &[u8], mask: bool) -> Vec<u8> {
-    let mut out = vec![first_byte];
-    let mask_bit = if mask { 0x80 } else { 0 };
-    if payload.len() < 126 {
-        out.push(mask_bit | payload.len() as u8);
-    } else if payload.len() <= 65535 {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-    }
-    if mask {
-        let key = [0x12, 0x34, 0x56, 0x78];
-        out.extend_from_slice(&key);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    } else {
-        out.extend_from_slice(payload);
-    }
-    out
-}
-
 /// One server frame: (first byte, payload). `None` when the server closed the socket.
 pub fn read_frame(s: &mut TcpStream) -> io::Result<Option<(u8, Vec<u8>)>> {
     let mut h = [0u8; 2];
@@ -176,13 +158,9 @@ pub fn read_close_code(s: &mut TcpStream) -> Option<u16> {
     }
 }
 
-/// Polls `cond` until it holds or the timeout passes.
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < TIMEOUT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Polls `cond` until it holds; fails the test if `TIMEOUT` passes first.
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    assert!(poll_until(TIMEOUT, cond), "timed out waiting for {what}");
 }
 
 /// Echo clients spread so that every worker holds at least one, exercised from a background
