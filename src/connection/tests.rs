@@ -78,23 +78,9 @@ fn upgrade(path: &str, extra: &str) -> String {
     )
 }
 
-/// A masked client frame (mask key zero, so the payload reads as given).
+/// A masked client frame.
 fn client(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n < 65536 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(payload);
-    out
+    testkit::client_frame(first, payload, true)
 }
 
 /// Splits unmasked server frames.
@@ -220,10 +206,7 @@ fn a_peer_close_is_answered_and_the_connection_ends_once_the_reply_is_written() 
 #[test]
 fn a_protocol_violation_closes_1002_then_fin_then_waits_for_the_peer() {
     let mut h = Harness::upgraded(Config::default(), "/echo");
-    let mut unmasked = client(0x81, b"x");
-    unmasked[1] &= 0x7f;
-    unmasked.drain(2..6);
-    h.client.send(&unmasked);
+    h.client.send(&testkit::client_frame(0x81, b"x", false));
     assert_eq!(h.read(), Step::Idle);
     assert_eq!(h.flush(), Flush::Done, "lingers for the peer's EOF");
     let frames = h.frames();
