@@ -1,8 +1,10 @@
 //! loadgen: drives many WebSocket connections against a server and reports honest latency.
 //!
 //! Layout, each module with one job:
-//! - `cli`: the command line and its validation into a [`cli::Plan`] (parse, don't validate).
+//! - `cli`: the command line and its validation into a [`plan::Plan`] (parse, don't validate).
+//! - `plan`: the validated description of a run that every module below `cli` reads.
 //! - `target`: `ws://` URLs parsed and resolved.
+//! - `sources`: the local addresses connections bind to, so a large run has ports enough.
 //! - `payload`: the bytes of every message and the check of every message received.
 //! - `sequence`: per-sender order bookkeeping (missing, duplicate, reordered).
 //! - `schedule`: fixed-rate slot times for sends and connection attempts (the open loop).
@@ -21,11 +23,13 @@ pub mod connection;
 pub mod engine;
 pub mod handshake;
 pub mod payload;
+pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod schedule;
 pub mod sequence;
 pub mod shard;
+pub mod sources;
 pub mod stats;
 pub mod target;
 pub mod timer;

@@ -22,9 +22,9 @@ use hdrhistogram::Histogram;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::cli::{Load, Mode, Plan};
 use crate::connection::{open_socket, Connection, FailReason, SendError, Step};
 use crate::payload::{self, Encoder, Header};
+use crate::plan::{Load, Mode, Plan};
 use crate::schedule::Schedule;
 use crate::sequence::SeqTracker;
 use crate::stats::{new_histogram, record, Sample, Stats};
