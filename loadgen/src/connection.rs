@@ -200,8 +200,8 @@ pub struct Connection {
 /// Opens a non-blocking socket to `addr`, bound to `source` when given, and starts connecting.
 ///
 /// With a source address, IP_BIND_ADDRESS_NO_PORT makes the kernel choose the port at connect
-/// time from the full (source, destination) tuple, so each source IP gives a fresh ~28k ports
-/// per destination instead of sharing one pool across all destinations.
+/// time from the full (source, destination) tuple, so each source IP gives a whole ephemeral
+/// port range per destination instead of sharing one pool across all destinations.
 pub fn open_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::cli::{Plan, ShardId};
+use crate::plan::{Plan, ShardId};
 use crate::stats::{Sample, Stats};
 use crate::worker::{Shared, Worker, WorkerError, WorkerSpec};
 

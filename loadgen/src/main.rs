@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use loadgen::cli::{Args, Plan, ShardId};
+use loadgen::cli::Args;
+use loadgen::plan::{Plan, ShardId};
 use loadgen::progress::Progress;
 use loadgen::report::{write_hgrm, Report};
 use loadgen::{engine, shard};
@@ -42,7 +43,7 @@ fn run() -> anyhow::Result<u8> {
         }
     };
     let nofile = oskit::nofile::raise_nofile_limit().context("raising the open-files limit")?;
-    let plan = match Plan::from_args(args, nofile) {
+    let plan = match args.into_plan(nofile) {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("loadgen: {e}");

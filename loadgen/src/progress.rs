@@ -9,8 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::stats::Sample;
 
-/// Workers send samples every 250 ms: plain lines cannot usefully come more often.
-pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
+/// Workers send samples this often: plain lines cannot usefully come more often.
+pub const MIN_INTERVAL: Duration = crate::sampling::PERIOD;
 
 /// Message rates are computed over windows at least this long.
 const RATE_WINDOW: Duration = Duration::from_secs(1);

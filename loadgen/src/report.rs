@@ -11,7 +11,7 @@ use std::path::Path;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::cli::{Load, Mode, Plan};
+use crate::plan::{Load, Mode, Plan};
 use crate::stats::Stats;
 
 /// Percentiles of one histogram (µs).
@@ -507,15 +507,26 @@ pub fn write_hgrm(hist: &Histogram<u64>, out: &mut dyn Write) -> io::Result<()> 
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
+    use std::time::Duration;
 
     use super::*;
-    use crate::cli::Args;
     use crate::stats::{record, PublisherStats};
 
-    fn plan(extra: &[&str]) -> Plan {
-        let argv = std::iter::once("loadgen").chain(extra.iter().copied());
-        Plan::from_args(Args::try_parse_from(argv).unwrap(), 20_000).unwrap()
+    /// The default plan with `conns` connections.
+    fn plan(conns: u32) -> Plan {
+        Plan {
+            conns,
+            ..Plan::example()
+        }
+    }
+
+    /// `conns` connections sending `rate` messages per second for `secs` seconds.
+    fn open_loop(conns: u32, rate: f64, secs: u64) -> Plan {
+        Plan {
+            load: Load::Open { rate },
+            duration: Duration::from_secs(secs),
+            ..plan(conns)
+        }
     }
 
     #[test]
@@ -526,7 +537,7 @@ mod tests {
         s.counters.sent = 100;
         s.counters.received = 100;
         record(&mut s.latency, 250);
-        let r = Report::new(&plan(&["--conns", "10"]), &s);
+        let r = Report::new(&plan(10), &s);
         assert!(r.ok, "{}", r.table());
         assert_eq!(r.exit_code(), 0);
         assert_eq!((r.messages.lost, r.messages.expected), (0, 100));
@@ -535,7 +546,7 @@ mod tests {
 
     #[test]
     fn late_deliveries_lower_the_received_rate() {
-        let p = plan(&["--conns", "10", "--rate", "100", "--duration", "10s"]);
+        let p = open_loop(10, 100.0, 10);
         let mut s = Stats::default();
         s.counters.established = 10;
         s.counters.sent = 1000;
@@ -567,7 +578,7 @@ mod tests {
 
     #[test]
     fn an_idle_run_reports_held_connections_and_no_latency() {
-        let p = plan(&["--conns", "10", "--rate", "0", "--duration", "5s"]);
+        let p = open_loop(10, 0.0, 5);
         let mut s = Stats::default();
         s.counters.attempted = 10;
         s.counters.established = 10;
@@ -585,7 +596,7 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("\nconnect ") && table.contains("idle (connections held"));
-        assert!(!Report::new(&plan(&["--rate", "1"]), &s).idle);
+        assert!(!Report::new(&open_loop(100, 1.0, 30), &s).idle);
     }
 
     #[test]
@@ -594,27 +605,24 @@ mod tests {
         s.counters.established = 10;
         s.counters.sent = 100;
         s.counters.received = 99;
-        let r = Report::new(&plan(&["--conns", "10"]), &s);
+        let r = Report::new(&plan(10), &s);
         assert_eq!((r.messages.lost, r.exit_code()), (1, 1));
         s.counters.received = 100;
         s.counters.fail(crate::connection::FailReason::Refused);
-        let r = Report::new(&plan(&["--conns", "10", "--max-failures", "1"]), &s);
+        let tolerant = Plan {
+            max_failures: 1,
+            ..plan(10)
+        };
+        let r = Report::new(&tolerant, &s);
         assert!(r.ok);
-        let r = Report::new(&plan(&["--conns", "10"]), &s);
+        let r = Report::new(&plan(10), &s);
         assert!(r.failure_limit_hit && !r.ok);
         assert!(r.table().contains("refused: 1"));
     }
 
     #[test]
     fn broadcast_loss_is_per_publisher_times_room_members() {
-        let p = plan(&[
-            "--mode",
-            "broadcast",
-            "--url",
-            "ws://127.0.0.1:1/broadcast/a",
-            "--conns",
-            "5",
-        ]);
+        let p = Plan::broadcast_example(5, 1);
         let mut s = Stats::default();
         s.counters.established = 5;
         s.room_members.insert(0, 5);

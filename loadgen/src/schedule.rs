@@ -73,6 +73,7 @@ impl Schedule {
     }
 
     /// How many slots were handed out.
+    #[cfg(test)]
     pub fn taken(&self) -> u64 {
         self.next
     }

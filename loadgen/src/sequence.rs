@@ -84,6 +84,7 @@ impl SeqTracker {
     }
 
     /// One past the highest sequence number seen.
+    #[cfg(test)]
     pub fn next(&self) -> u64 {
         self.next
     }

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::cli::{Plan, ShardId};
 use crate::engine::{self, Control, EngineError};
+use crate::plan::{Plan, ShardId};
 use crate::progress::Progress;
 use crate::stats::{new_histogram, Sample, Stats};
 use oskit::clock::now_ns;

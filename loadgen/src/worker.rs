@@ -7,35 +7,36 @@
 //! The engine coordinates workers only through `Shared` atomics and a channel of `Sample`s, so
 //! the hot path never takes a lock.
 //!
+//! The worker owns the loop, the sockets and the phase; the decisions are its parts': `Ramp`
+//! (when to attempt a connection, which attempts timed out), `Pacing` (who sends next and when),
+//! `Receiver` (is a received message right, and how late) and `Sampler` (progress samples).
+//!
 //! Loop invariant: every pass ends by arming the timer at the earliest deadline the current phase
 //! has (next send, next connect, a connect timeout, the phase's end, the next progress sample),
 //! so the loop sleeps in `poll` exactly until there is something to do.
 
-use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::cli::{Load, Mode, Plan};
 use crate::connection::{open_socket, Connection, FailReason, SendError, Step};
-use crate::payload::{self, Encoder, Header};
-use crate::schedule::Schedule;
-use crate::sequence::SeqTracker;
-use crate::stats::{new_histogram, record, Sample, Stats};
+use crate::pacing::Pacing;
+use crate::payload::{Encoder, Header};
+use crate::plan::{Mode, Plan};
+use crate::ramp::Ramp;
+use crate::receive::{Heard, Receiver};
+use crate::sampling::Sampler;
+use crate::stats::{record, Sample, Stats};
 use crate::timer::Timer;
 use oskit::clock::{micros_between, now_ns};
 
 /// Token of the worker's timer; connection tokens are slab keys, far below it.
 const TIMER: Token = Token(usize::MAX - 1);
-
-/// How often a worker sends a progress sample.
-const SAMPLE_EVERY_NS: u64 = 250_000_000;
 
 /// Longest a worker sleeps without looking at the shared flags.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
@@ -100,45 +101,28 @@ enum Phase {
 struct Conn {
     /// Global connection index: identifies it in payloads.
     id: u32,
-    /// When its connect started (ns), for the timeout and the connect time.
+    /// When its connect started (ns), for the connect time.
     started_ns: u64,
     /// The socket and protocol state.
     conn: Connection,
     /// Messages it has sent: the next sequence number.
     sent: u64,
-    /// Closed loop: messages sent and not yet come back.
+    /// Own messages sent and not yet come back.
     inflight: u32,
-    /// Echo mode: arrivals of its own messages.
-    echo: SeqTracker,
-    /// Broadcast mode: arrivals per publisher, sorted by publisher index.
-    heard: Vec<(u32, SeqTracker)>,
-}
-
-/// The receive side of the worker: everything a message callback touches, borrowed apart from
-/// the connection the callback runs inside.
-struct Receiver<'a> {
-    /// Mode and message size, to check payloads.
-    plan: &'a Plan,
-    /// Where counters and the latency histogram go.
-    stats: &'a mut Stats,
-    /// Latencies for the next progress sample.
-    interval: &'a mut Histogram<u64>,
-    /// Messages intended before this are warmup: counted, not in the histogram.
-    measure_from: u64,
-    /// Updated on every arrival (broadcast drain).
-    last_delivery_ns: &'a mut u64,
+    /// Order bookkeeping of what it received.
+    heard: Heard,
 }
 
 /// A worker thread's state.
 pub struct Worker {
     /// The run.
     plan: Arc<Plan>,
-    /// This worker's index, core and connections.
-    spec: WorkerSpec,
+    /// This worker's global index and the global worker count.
+    index: (usize, usize),
+    /// Core to pin to, if any.
+    core: Option<usize>,
     /// Start time and abort flag from the engine; ramp-done count to it.
     shared: Arc<Shared>,
-    /// Progress samples to the engine, tagged with `spec.index`.
-    samples: Sender<(usize, Sample)>,
     /// This thread's event loop.
     poll: Poll,
     /// Wakes `poll` at the next deadline.
@@ -147,34 +131,20 @@ pub struct Worker {
     conns: Slab<Conn>,
     /// What this worker measured.
     stats: Stats,
-    /// Latencies since the last sample.
-    interval: Histogram<u64>,
     /// Where in the run this worker is.
     phase: Phase,
-    /// Connection attempts, paced.
-    connects: Schedule,
-    /// Next entry of `spec.conn_ids` to connect.
-    next_conn: usize,
-    /// Connections still establishing: (slab key, id, started), oldest first.
-    pending: VecDeque<(usize, u32, u64)>,
-    /// Open-loop sends, paced (set when traffic starts).
-    sends: Option<Schedule>,
-    /// Slab keys of open sending connections, for round-robin.
-    senders: Vec<usize>,
-    /// Round-robin cursor into `senders`.
-    cursor: usize,
-    /// This worker's first send slot (the common start plus its offset).
-    start_ns: u64,
+    /// Connection attempts and their timeouts.
+    ramp: Ramp,
+    /// Who sends next and when (set when the traffic starts).
+    pacing: Pacing,
     /// First measured instant (common to all workers).
     measure_from: u64,
-    /// End of this worker's send window.
-    end_ns: u64,
     /// Last time a message arrived (broadcast drain).
     last_delivery_ns: u64,
     /// Own messages sent by live connections and not yet back (echo drain).
     outstanding: u64,
-    /// When the next sample is due.
-    next_sample_ns: u64,
+    /// Progress samples to the engine.
+    sampler: Sampler,
     /// Builds outgoing messages without an allocation per message.
     encoder: Encoder,
 }
@@ -192,39 +162,29 @@ impl Worker {
         poll.registry()
             .register(timer.source(), TIMER, Interest::READABLE)?;
         let now = now_ns();
-        let rate = plan.connect_rate * spec.conn_ids.len() as f64 / plan.conns as f64;
-        let offset = (1e9 / plan.connect_rate * spec.index as f64) as u64;
-        let connects = Schedule::new(now + offset, rate, u64::MAX, spec.conn_ids.len() as u64);
         Ok(Worker {
             conns: Slab::with_capacity(spec.conn_ids.len()),
+            ramp: Ramp::new(&plan, spec.index, spec.conn_ids, now),
             plan,
-            spec,
+            index: (spec.index, spec.of),
+            core: spec.core,
             shared,
-            samples,
             poll,
             timer,
             stats: Stats::default(),
-            interval: new_histogram(),
             phase: Phase::Ramp,
-            connects,
-            next_conn: 0,
-            pending: VecDeque::new(),
-            sends: None,
-            senders: Vec::new(),
-            cursor: 0,
-            start_ns: 0,
+            pacing: Pacing::default(),
             measure_from: 0,
-            end_ns: 0,
             last_delivery_ns: 0,
             outstanding: 0,
-            next_sample_ns: now,
+            sampler: Sampler::new(spec.index, samples, now),
             encoder: Encoder::default(),
         })
     }
 
     /// Runs every phase to the end and returns what this worker measured.
     pub fn run(mut self) -> Stats {
-        if let Some(core) = self.spec.core {
+        if let Some(core) = self.core {
             oskit::cpu::pin_current_thread(core);
         }
         let mut events = Events::with_capacity(1024);
@@ -260,7 +220,7 @@ impl Worker {
                 }
             }
         }
-        self.send_sample(true);
+        self.sampler.send(&self.stats.counters, true);
         self.stats
     }
 
@@ -276,9 +236,9 @@ impl Worker {
             Phase::Ramp => {
                 self.connect_due(now);
                 self.expire_connects(now);
-                if self.next_conn == self.spec.conn_ids.len() && self.pending.is_empty() {
+                if self.ramp.is_done() {
                     self.phase = Phase::Ready;
-                    self.send_sample(true);
+                    self.sampler.send(&self.stats.counters, true);
                     self.shared.ramped.fetch_add(1, Ordering::AcqRel);
                 }
             }
@@ -289,12 +249,8 @@ impl Worker {
                 }
             }
             Phase::Traffic => {
-                if now >= self.start_ns {
-                    self.send_due(now);
-                }
-                // A late wake-up still sends every slot of the window before the traffic ends.
-                let slots_left = self.sends.as_ref().is_some_and(|s| s.peek().is_some());
-                if now >= self.end_ns && !slots_left {
+                self.send_due(now);
+                if self.pacing.is_over(now) {
                     self.phase = Phase::Drain {
                         until: now + self.plan.drain_timeout.as_nanos() as u64,
                     };
@@ -318,55 +274,34 @@ impl Worker {
             }
             Phase::Done => {}
         }
-        if now >= self.next_sample_ns {
-            self.send_sample(false);
-            self.next_sample_ns = now + SAMPLE_EVERY_NS;
-        }
+        let ramped = self.phase != Phase::Ramp;
+        self.sampler.tick(now, &self.stats.counters, ramped);
     }
 
     /// The earliest instant the current phase needs the loop awake.
     fn next_deadline(&self, now: u64) -> u64 {
-        let mut at = self.next_sample_ns;
-        let timeout = self.plan.connect_timeout.as_nanos() as u64;
+        let at = self.sampler.next_deadline();
         match self.phase {
-            Phase::Ramp => {
-                if let Some(t) = self.connects.peek() {
-                    at = at.min(t);
-                }
-                if let Some(&(_, _, started)) = self.pending.front() {
-                    at = at.min(started + timeout);
-                }
-            }
+            Phase::Ramp => self.ramp.next_deadline().map_or(at, |t| at.min(t)),
             Phase::Ready => match self.shared.start_ns.load(Ordering::Acquire) {
-                0 => at = at.min(now + 2_000_000),
-                start => at = at.min(start),
+                0 => at.min(now + 2_000_000),
+                start => at.min(start),
             },
-            Phase::Traffic => {
-                // Closed loop: replies wake the loop; only the end of the traffic is timed.
-                at = at.min(self.end_ns);
-                if let Some(t) = self.sends.as_ref().and_then(Schedule::peek) {
-                    at = at.min(t);
-                }
+            Phase::Traffic => at.min(self.pacing.next_deadline()),
+            Phase::Drain { until } if self.plan.mode == Mode::Broadcast => {
+                at.min(until).min(self.last_delivery_ns + QUIET_NS)
             }
-            Phase::Drain { until } => {
-                at = at.min(until);
-                if self.plan.mode == Mode::Broadcast {
-                    at = at.min(self.last_delivery_ns + QUIET_NS);
-                }
-            }
-            Phase::Closing { until } => at = at.min(until),
-            Phase::Done => at = now,
+            Phase::Drain { until } | Phase::Closing { until } => at.min(until),
+            Phase::Done => now,
         }
-        at
     }
 
+    /// Starts every connection attempt due at `now` (at most a batch).
     fn connect_due(&mut self, now: u64) {
         for _ in 0..BATCH {
-            if self.connects.pop_due(now).is_none() {
+            let Some(id) = self.ramp.due(now) else {
                 return;
-            }
-            let id = self.spec.conn_ids[self.next_conn];
-            self.next_conn += 1;
+            };
             self.start_connection(id, now);
         }
     }
@@ -391,8 +326,7 @@ impl Worker {
             conn,
             sent: 0,
             inflight: 0,
-            echo: SeqTracker::default(),
-            heard: Vec::new(),
+            heard: Heard::default(),
         });
         let interest = Interest::READABLE | Interest::WRITABLE;
         let registered = match conn.conn.stream_mut() {
@@ -404,62 +338,46 @@ impl Worker {
             self.stats.counters.fail(FailReason::from_io(&e));
             return;
         }
-        self.pending.push_back((key, id, now));
+        self.ramp.started(key, id, now);
     }
 
     /// Fails connections that have been establishing longer than the connect timeout.
     fn expire_connects(&mut self, now: u64) {
-        let timeout = self.plan.connect_timeout.as_nanos() as u64;
-        while let Some(&(key, id, started)) = self.pending.front() {
-            let live = self
-                .conns
+        let establishing = |conns: &Slab<Conn>, key: usize, id: u32| {
+            conns
                 .get(key)
-                .is_some_and(|c| c.id == id && c.conn.is_establishing());
-            if live && started + timeout > now {
-                return;
-            }
-            self.pending.pop_front();
-            if live {
-                self.conns.remove(key);
-                self.stats.counters.fail(FailReason::Timeout);
-            }
+                .is_some_and(|c| c.id == id && c.conn.is_establishing())
+        };
+        while let Some(key) = self
+            .ramp
+            .timed_out(now, |key, id| establishing(&self.conns, key, id))
+        {
+            self.conns.remove(key);
+            self.stats.counters.fail(FailReason::Timeout);
         }
     }
 
     fn start_traffic(&mut self, start: u64) {
         let plan = Arc::clone(&self.plan);
-        // Open loop: this worker's share of the rate, its slots shifted by a fraction of a
-        // period so the workers' sends interleave instead of all firing at `start`. The whole
-        // window shifts with them, so every worker still gets exactly rate × time slots.
         let mine = self
-            .spec
-            .conn_ids
+            .ramp
+            .ids()
             .iter()
             .filter(|&&id| plan.is_sender(id))
             .count();
-        let (rate, offset) = match plan.load {
-            // `--rate 0` (idle): no slots, no offset (a zero rate has no period to divide).
-            Load::Open { rate } if mine > 0 && rate > 0.0 => {
-                let rate = rate * mine as f64 / plan.senders() as f64;
-                let offset = 1e9 / rate * self.spec.index as f64 / self.spec.of as f64;
-                (rate, offset as u64)
-            }
-            _ => (0.0, 0),
-        };
-        self.start_ns = start + offset;
-        // The measured window is common to all workers (offsets are shorter than a period, so
-        // each worker's first measured slot still falls in it): a receiver judges messages of
-        // publishers on other workers by the same instant.
-        self.measure_from = start + plan.warmup.as_nanos() as u64;
-        self.end_ns = self.start_ns + (plan.warmup + plan.duration).as_nanos() as u64;
-        self.stats.window_end_ns = self.end_ns;
-        self.phase = Phase::Traffic;
-        self.senders = self
+        let senders = self
             .conns
             .iter()
             .filter(|(_, c)| c.conn.is_open() && plan.is_sender(c.id))
             .map(|(k, _)| k)
             .collect();
+        self.pacing = Pacing::new(&plan, self.index, mine, start, senders);
+        // The measured window is common to all workers (offsets are shorter than a period, so
+        // each worker's first measured slot still falls in it): a receiver judges messages of
+        // publishers on other workers by the same instant.
+        self.measure_from = start + plan.warmup.as_nanos() as u64;
+        self.stats.window_end_ns = self.pacing.end_ns();
+        self.phase = Phase::Traffic;
         if plan.mode == Mode::Broadcast {
             for (_, c) in self.conns.iter().filter(|(_, c)| c.conn.is_open()) {
                 let room = plan.rooms[plan.target_of(c.id)];
@@ -470,17 +388,15 @@ impl Worker {
                 self.stats.publishers.entry(c.id).or_default().room = room;
             }
         }
-        match plan.load {
-            Load::Open { .. } => {
-                self.sends = Some(Schedule::new(self.start_ns, rate, self.end_ns, u64::MAX));
-            }
-            Load::Closed { inflight } => {
-                // The first window goes out at the start; replies trigger the rest.
-                let now = now_ns().max(start);
-                for key in self.senders.clone() {
-                    for _ in 0..inflight {
-                        self.send_from(key, now);
-                    }
+        if self.pacing.is_closed_loop() {
+            // The first window goes out at the start; replies trigger the rest.
+            let now = now_ns().max(start);
+            let (senders, window) = self.pacing.first_window();
+            // A copy, once per run: sending needs the worker, pacing included, mutably.
+            let senders: Vec<usize> = senders.into();
+            for key in senders {
+                for _ in 0..window {
+                    self.send_from(key, now);
                 }
             }
         }
@@ -488,37 +404,18 @@ impl Worker {
 
     /// Open loop: takes every slot that is due and sends it from the next sender in turn.
     fn send_due(&mut self, now: u64) {
-        let Some(sends) = self.sends.as_mut() else {
-            return;
-        };
-        let mut due = Vec::new();
-        while due.len() < BATCH {
-            match sends.pop_due(now) {
-                Some(at) => due.push(at),
-                None => break,
-            }
-        }
-        for intended in due {
+        for _ in 0..BATCH {
+            let Some(intended) = self.pacing.next_slot(now) else {
+                return;
+            };
             record(&mut self.stats.lag, micros_between(intended, now));
-            match self.next_sender() {
+            let conns = &self.conns;
+            let is_open = |key: usize| conns.get(key).is_some_and(|c| c.conn.is_open());
+            match self.pacing.next_sender(is_open) {
                 Some(key) => self.send_from(key, intended),
                 None => self.stats.counters.unsent += 1,
             }
         }
-    }
-
-    /// The next open sender, round-robin; closed ones are dropped from the rotation.
-    fn next_sender(&mut self) -> Option<usize> {
-        while !self.senders.is_empty() {
-            self.cursor %= self.senders.len();
-            let key = self.senders[self.cursor];
-            if self.conns.get(key).is_some_and(|c| c.conn.is_open()) {
-                self.cursor += 1;
-                return Some(key);
-            }
-            self.senders.swap_remove(self.cursor);
-        }
-        None
     }
 
     /// Sends the next message of connection `key`, stamped with `intended`.
@@ -560,17 +457,17 @@ impl Worker {
             return;
         };
         let was_establishing = c.conn.is_establishing();
-        let mut rx = Receiver {
-            plan: &self.plan,
-            stats: &mut self.stats,
-            interval: &mut self.interval,
-            measure_from: self.measure_from,
-            last_delivery_ns: &mut self.last_delivery_ns,
-        };
-        let (id, sent, echo, heard) = (c.id, c.sent, &mut c.echo, &mut c.heard);
+        let mut rx = Receiver::new(
+            &self.plan,
+            &mut self.stats,
+            self.sampler.interval_mut(),
+            self.measure_from,
+            &mut self.last_delivery_ns,
+        );
+        let (id, sent, heard) = (c.id, c.sent, &mut c.heard);
         let mut replies = 0u32;
         let step = c.conn.drive(&mut |bytes| {
-            if rx.on_message(id, sent, echo, heard, bytes) {
+            if rx.on_message(id, sent, heard, bytes, now_ns()) {
                 replies += 1;
             }
         });
@@ -599,15 +496,10 @@ impl Worker {
             }
         }
         // Closed loop: every own message that came back frees a slot for the next one.
-        if replies > 0
-            && self.phase == Phase::Traffic
-            && matches!(self.plan.load, Load::Closed { .. })
-        {
-            let now = now_ns();
-            if now < self.end_ns {
-                for _ in 0..replies {
-                    self.send_from(key, now);
-                }
+        if replies > 0 && self.phase == Phase::Traffic && self.pacing.is_closed_loop() {
+            let (inflight, now) = (c.inflight, now_ns());
+            for _ in 0..self.pacing.refill(replies, inflight, now) {
+                self.send_from(key, now);
             }
         }
     }
@@ -629,86 +521,7 @@ impl Worker {
         self.phase = Phase::Closing {
             until: now + CLOSE_GRACE_NS,
         };
-        self.pending.clear();
+        self.ramp.abandon();
         self.conns.retain(|_, c| !c.conn.begin_close());
-    }
-
-    fn send_sample(&mut self, ramped_now: bool) {
-        let interval = std::mem::replace(&mut self.interval, new_histogram());
-        let ramped = ramped_now || !matches!(self.phase, Phase::Ramp);
-        let sample = Sample {
-            counters: self.stats.counters.clone(),
-            interval,
-            ramped,
-        };
-        let _ = self.samples.send((self.spec.index, sample));
-    }
-}
-
-impl Receiver<'_> {
-    /// Checks and records one received message; returns true when it is one of the receiving
-    /// connection's own messages coming back (which frees a closed-loop slot).
-    fn on_message(
-        &mut self,
-        id: u32,
-        sent: u64,
-        echo: &mut SeqTracker,
-        heard: &mut Vec<(u32, SeqTracker)>,
-        bytes: &[u8],
-    ) -> bool {
-        // Read the clock per message: one `drive` may read for a while, and a message that
-        // arrived during it must not be timed against an earlier instant.
-        let now = now_ns();
-        *self.last_delivery_ns = now;
-        let counters = &mut self.stats.counters;
-        let Ok(header) = payload::decode(bytes, self.plan.size) else {
-            counters.corrupt += 1;
-            return false;
-        };
-        let arrival = match self.plan.mode {
-            Mode::Echo => {
-                let seq = echo.widen(header.seq as u32);
-                if header.sender != id || seq >= sent {
-                    counters.corrupt += 1;
-                    return false;
-                }
-                echo.observe(seq)
-            }
-            Mode::Broadcast => {
-                if !self.plan.is_sender(header.sender) {
-                    counters.corrupt += 1;
-                    return false;
-                }
-                let at = match heard.binary_search_by_key(&header.sender, |(p, _)| *p) {
-                    Ok(at) => at,
-                    Err(at) => {
-                        heard.insert(at, (header.sender, SeqTracker::default()));
-                        at
-                    }
-                };
-                let tracker = &mut heard[at].1;
-                let arrival = tracker.observe(tracker.widen(header.seq as u32));
-                let publisher = self.stats.publishers.entry(header.sender).or_default();
-                publisher.delivered += arrival.is_new() as u64;
-                publisher.duplicates += !arrival.is_new() as u64;
-                publisher.out_of_order += arrival.is_out_of_order() as u64;
-                arrival
-            }
-        };
-        let counters = &mut self.stats.counters;
-        if !arrival.is_new() {
-            counters.duplicates += 1;
-            return false;
-        }
-        counters.received += 1;
-        counters.out_of_order += arrival.is_out_of_order() as u64;
-        let latency = micros_between(header.intended_ns, now);
-        record(self.interval, latency);
-        if header.intended_ns >= self.measure_from {
-            counters.received_measured += 1;
-            record(&mut self.stats.latency, latency);
-            self.stats.last_measured_ns = self.stats.last_measured_ns.max(now);
-        }
-        header.sender == id
     }
 }
