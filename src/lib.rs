@@ -1,19 +1,29 @@
 //! corecast: a thread-per-core WebSocket (RFC 6455) echo and broadcast server built to hold
 //! many long-lived connections on few cores.
 //!
-//! Layout, one job per module:
-//! * `server`: starts workers (one per core, pinned), wires them together, stops them.
-//! * `worker`: one thread's event loop: `mio::Poll`, its SO_REUSEPORT listener, its
-//!   connections in a `Slab` (key = token), timers, corked flushes.
-//! * `connection`: one connection's state machine, HTTP request to closed socket.
-//! * `http`: request parsing, upgrade validation, subprotocol choice, response bytes.
-//! * `stream` / `outbox`: the byte stream under tungstenite and the ordered outbound queue.
-//! * `frame`: server frame encoding (encode once, share with every recipient).
-//! * `boundary`: follows client frame boundaries, so idle connections can drop tungstenite.
-//! * `broadcast`: room membership and the cross-worker bus.
-//! * `timer`: the worker's periodic tick (a timerfd), so the loop sleeps without a timeout.
-//! * `listener`, `affinity`, `rlimit`: sockets, cores, descriptor limits.
-//! * `config`, `cli`, `stats`, `error`: settings, command line, counters, startup errors.
+//! The public API is what an embedding program calls: [`Server`] (bind, stats, shutdown),
+//! [`Config`], [`Counters`], [`Stopper`], [`Error`] and [`CpuList`]. Everything else is private.
+//!
+//! Layout, top down; each layer uses only layers listed after it (`tests/layers.rs` checks):
+//! - `runtime`: the threads. `server` starts the pinned workers, wires their inboxes together
+//!   and stops them; `worker` is one thread's mio loop (its SO_REUSEPORT `listener`, its
+//!   connections in a `Slab` keyed by token, the tick, corked flushes).
+//! - `fanout`: `rooms` (who is in which room on one worker) and `bus` (frames between
+//!   workers, the seam for a bridge between instances). It never sees a socket.
+//! - `connection`: one connection's state machine, HTTP request to closed socket, over its
+//!   `stream` (reads, read-ahead, `read_skip`) and `outbox` (ordered output, one `writev`). It
+//!   registers itself with the poller; it is generic over its `socket`, so unit tests drive it
+//!   over an in-memory one.
+//! - `admission`: the connection count against capacity, and the 503 for upgrades beyond it.
+//! - `protocol`: the wire, without I/O: `http` (requests, upgrade decisions, answers), `frame`
+//!   (server frames, encoded once and shared), `boundary` (where client frames end).
+//! - `stats`: each worker's counters, plain integers published once per tick.
+//! - `config`: every setting, with the embedded defaults.
+//! - `error`: what can stop a server from starting.
+//!
+//! The binary adds `cli` (the command line into a `Config`) and `main` (logging, signals).
+//! OS helpers shared with loadgen (CPU pinning, open-files limit, timerfd, clock, units) are
+//! in the `oskit` crate.
 //!
 //! ```no_run
 //! let mut config = corecast::Config::default();

@@ -5,47 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// Module names in the order the layout section lists them (`//! - `name`: ...` lines).
-fn layout(lib: &str) -> Vec<String> {
-    lib.lines()
-        .filter_map(|line| line.strip_prefix("//! - `"))
-        .filter_map(|rest| rest.split_once('`'))
-        .map(|(name, _)| name.to_string())
-        .collect()
-}
-
-/// The first path segment of every `crate::` path in `source`, top-level items of
-/// `crate::{...}` groups included.
-fn crate_imports(source: &str) -> BTreeSet<String> {
-    let ident = |s: &str| -> String {
-        s.chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect()
-    };
-    let mut found = BTreeSet::new();
-    for (at, _) in source.match_indices("crate::") {
-        let rest = &source[at + "crate::".len()..];
-        let Some(group) = rest.strip_prefix('{') else {
-            found.insert(ident(rest));
-            continue;
-        };
-        let (mut depth, mut item_start) = (0, true);
-        for (i, c) in group.char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' if depth == 0 => break,
-                '}' => depth -= 1,
-                ',' if depth == 0 => item_start = true,
-                c if item_start && !c.is_whitespace() => {
-                    found.insert(ident(&group[i..]));
-                    item_start = false;
-                }
-                _ => {}
-            }
-        }
-    }
-    found
-}
+use testkit::layers::{crate_imports, layout};
 
 #[test]
 fn each_module_imports_only_modules_listed_after_it() {
@@ -81,6 +41,4 @@ fn each_module_imports_only_modules_listed_after_it() {
     for part in ["ramp", "pacing", "receive", "sampling", "plan"] {
         assert!(worker.contains(part), "worker imports {part}: {worker:?}");
     }
-    let grouped = crate_imports("use crate::{a::{B, C}, d};\nlet x = crate::e::f();");
-    assert_eq!(grouped, ["a", "d", "e"].map(String::from).into());
 }

@@ -1,7 +1,7 @@
 //! Test helpers that more than one test suite of the workspace needs, each written once: the
 //! client-frame builder (corecast's unit and end-to-end tests), the counting global allocator
-//! (corecast's allocation test and loadgen's send-path test) and polling a condition with a
-//! deadline (corecast's end-to-end tests).
+//! (corecast's allocation test and loadgen's send-path test), polling a condition with a
+//! deadline (corecast's end-to-end tests) and the module-layering check (both crates).
 //!
 //! Why a crate: unit tests (`src/**`), integration tests (`tests/`) and another package
 //! (`loadgen/tests/`) cannot share a module, so each grew its own copy, and copies drift. Only
@@ -11,6 +11,7 @@
 
 pub mod alloc;
 pub mod frame;
+pub mod layers;
 pub mod wait;
 
 pub use frame::client_frame;
