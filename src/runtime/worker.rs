@@ -34,6 +34,7 @@ use crate::connection::{Connection, Env, Flush, Limits, Output, Step};
 use crate::fanout::bus::{Bus, Envelope};
 use crate::fanout::rooms::Rooms;
 use crate::protocol::http::Endpoint;
+use crate::runtime::event_log::EventLog;
 use crate::stats::{Counters, SharedCounters};
 
 /// Token of the worker's listener.
@@ -101,6 +102,8 @@ pub(crate) struct Worker {
     shutdown_deadline: Option<u64>,
     /// Most connections holding tungstenite state at a tick since the last heap trim.
     parsing_high: usize,
+    /// Repeated events, logged once per second with a count.
+    event_log: EventLog,
 }
 
 impl Worker {
@@ -160,6 +163,7 @@ impl Worker {
             shutdown_timeout,
             shutdown_deadline: None,
             parsing_high: 0,
+            event_log: EventLog::default(),
         })
     }
 
@@ -461,6 +465,8 @@ impl Worker {
         self.trim_after_quiet(parsing);
         self.flush_all();
         self.publish_counters();
+        self.event_log
+            .report(self.id, self.env.now, &self.env.counters);
         self.next_tick = self.env.now + self.tick_ms;
     }
 
