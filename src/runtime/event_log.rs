@@ -11,8 +11,11 @@ use crate::stats::Counters;
 /// How often the counts are logged.
 const PERIOD_MS: u64 = 1000;
 
+/// Reads one counter.
+type Counter = fn(&Counters) -> u64;
+
 /// The counters that are logged as events, with the line each gets.
-const EVENTS: &[(fn(&Counters) -> u64, &str)] = &[
+const EVENTS: &[(Counter, &str)] = &[
     (|c| c.rejected, "requests answered 4xx/5xx"),
     (|c| c.slow_consumers, "slow room members closed with 1008"),
     (
