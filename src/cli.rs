@@ -56,6 +56,11 @@ pub struct Args {
     /// Open connections beyond which new ones get 503 [default: from RLIMIT_NOFILE].
     #[arg(long, env = "CORECAST_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
+    /// Memory all peers together may make the server hold (partial messages, read-ahead,
+    /// queued replies); beyond it the connections holding the most are closed with 1013
+    /// [default: half the physical memory].
+    #[arg(long, env = "CORECAST_MEMORY_LIMIT", value_parser = parse_size)]
+    pub memory_limit: Option<usize>,
     /// Supported subprotocol (repeatable). Without any, the client's first offer is accepted.
     #[arg(long = "protocol", env = "CORECAST_PROTOCOL", value_delimiter = ',')]
     pub protocols: Vec<String>,
@@ -91,6 +96,7 @@ impl Args {
             close_timeout: self.close_timeout,
             shutdown_timeout: self.shutdown_timeout,
             max_connections: self.max_connections.map(|n| n as usize),
+            memory_limit: self.memory_limit,
             protocols: self.protocols,
             allowed_origins: self.allowed_origins,
             stats_interval: self.stats_interval,

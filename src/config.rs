@@ -40,6 +40,10 @@ pub struct Config {
     /// Open connections across all workers beyond which new ones get 503. `None` derives it from
     /// RLIMIT_NOFILE.
     pub max_connections: Option<usize>,
+    /// Bytes all peers together may make the server hold (partial messages, read-ahead, queued
+    /// replies), split equally between workers; beyond a worker's share it sheds the
+    /// connections holding the most. `None`: half of the machine's physical memory.
+    pub memory_limit: Option<usize>,
     /// Subprotocols the server supports, in no particular order. Empty: accept the client's
     /// first offer.
     pub protocols: Vec<String>,
@@ -68,6 +72,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
             max_connections: None,
+            memory_limit: None,
             protocols: Vec::new(),
             allowed_origins: Vec::new(),
             stats_interval: Duration::from_secs(10),

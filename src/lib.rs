@@ -15,6 +15,7 @@
 //!   registers itself with the poller; it is generic over its `socket`, so unit tests drive it
 //!   over an in-memory one.
 //! - `admission`: the connection count against capacity, and the 503 for upgrades beyond it.
+//! - `budget`: each worker's share of `--memory-limit` and what its connections hold.
 //! - `protocol`: the wire, without I/O: `http` (requests, upgrade decisions, answers), `frame`
 //!   (server frames, encoded once and shared), `boundary` (where client frames end).
 //! - `stats`: each worker's counters, plain integers published once per tick.
@@ -34,6 +35,7 @@
 //! ```
 
 mod admission;
+mod budget;
 mod config;
 mod connection;
 mod error;

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
-        /// One worker's counters. `connections` is a gauge; everything else only grows.
+        /// One worker's counters. `connections` and `memory_held` are gauges; everything else
+        /// only grows.
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         pub struct Counters { $($(#[$doc])* pub $name: u64,)* }
 
@@ -58,6 +59,12 @@ counters! {
     accept_errors,
     /// Times a silent connection released its tungstenite state and buffers.
     rests,
+    /// Upgrades answered 503 because the server was at its connection capacity.
+    over_capacity,
+    /// Connections shed because the worker's share of the memory budget was exhausted.
+    sheds,
+    /// Bytes this worker's connections hold against its memory budget share (a gauge).
+    memory_held,
 }
 
 #[cfg(test)]

@@ -1,11 +1,16 @@
 //! Descriptor exhaustion: the `corecast` binary runs in a child process whose RLIMIT_NOFILE is
-//! 64 (soft and hard, so the server cannot raise it) while `--max-connections` is far higher,
-//! so accept fails with EMFILE. Past the limit the server must not spin, must keep serving the
-//! connections it has, and must accept the waiting ones once descriptors free up.
+//! 64 (soft and hard, so the server cannot raise it).
+//! * With `--max-connections` far higher, accept fails with EMFILE. Past the limit the server
+//!   must not spin, must keep serving the connections it has, must answer the waiting ones at
+//!   once (503, with the descriptor it keeps in reserve) rather than leave them hanging, and
+//!   must upgrade new ones once descriptors free up.
+//! * With the capacity derived from the limit, a flood of upgrades past it gets 503s, each
+//!   descriptor released as soon as its answer is written, while `/healthz` keeps answering
+//!   and the refusals are logged once a second with a count.
 
 mod common;
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -36,7 +41,7 @@ impl Drop for ChildServer {
 }
 
 impl ChildServer {
-    fn spawn(nofile: u64) -> ChildServer {
+    fn spawn(nofile: u64, max_connections: Option<u64>) -> ChildServer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast"));
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("CORECAST_") {
@@ -44,12 +49,15 @@ impl ChildServer {
             }
         }
         cmd.args(["--listen", "127.0.0.1:0", "--workers", "2", "--no-pin"])
-            .args(["--max-connections", "10000", "--stats-interval", "0"])
+            .args(["--stats-interval", "0"])
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if let Some(max) = max_connections {
+            cmd.args(["--max-connections", &max.to_string()]);
+        }
         // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
         // which is async-signal-safe, on a struct it owns.
         unsafe {
@@ -147,7 +155,7 @@ fn read_head(s: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        match io::Read::read(s, &mut byte) {
+        match s.read(&mut byte) {
             Ok(1) => head.push(byte[0]),
             other => panic!("no answer from the server: {other:?} after {head:?}"),
         }
@@ -157,7 +165,7 @@ fn read_head(s: &mut TcpStream) -> String {
 
 #[test]
 fn out_of_descriptors_the_server_neither_spins_nor_drops_and_recovers() {
-    let server = ChildServer::spawn(NOFILE);
+    let server = ChildServer::spawn(NOFILE, Some(10_000));
     let addr = server.addr;
 
     // Use up every descriptor with echo clients: each completed handshake is one accepted
@@ -172,17 +180,23 @@ fn out_of_descriptors_the_server_neither_spins_nor_drops_and_recovers() {
     }
     echo_all(&mut clients, "at the limit");
 
-    // These are queued by the kernel but cannot be accepted: accept fails with EMFILE.
-    let mut waiting: Vec<TcpStream> = (0..WAITING)
-        .map(|_| {
-            let mut s = tcp(addr);
-            s.write_all(upgrade_request("/echo", "").as_bytes())
-                .unwrap();
-            s
-        })
-        .collect();
-    wait_until("accept to fail for lack of descriptors", || {
-        server.logged("accept failed")
+    // These are queued by the kernel while accept fails with EMFILE: each is accepted with
+    // the descriptor kept in reserve, answered at once and closed.
+    for i in 0..WAITING {
+        let mut s = tcp(addr);
+        s.write_all(upgrade_request("/echo", "").as_bytes())
+            .unwrap();
+        let head = read_head(&mut s);
+        assert!(
+            head.starts_with("HTTP/1.1 503"),
+            "waiting connection {i} got {head:?}"
+        );
+        let mut body = Vec::new();
+        s.read_to_end(&mut body)
+            .expect("the server closes after the answer");
+    }
+    wait_until("the refusals to be logged with a count", || {
+        server.logged(&format!("count={WAITING}")) || server.logged("accepts that found no")
     });
 
     // Saturated: the server must wait for descriptors, not retry accept in a busy loop. This
@@ -202,25 +216,94 @@ fn out_of_descriptors_the_server_neither_spins_nor_drops_and_recovers() {
     // Every existing connection is still served.
     echo_all(&mut clients, "while saturated");
 
-    // Free some descriptors: the waiting connections are accepted and upgraded.
+    // Free some descriptors: new connections are accepted and upgraded.
     let freed = WAITING + 2;
     for mut ws in clients.drain(..freed) {
         ws.close(None).unwrap();
         while ws.read().is_ok() {}
     }
-    for (i, s) in waiting.iter_mut().enumerate() {
-        let head = read_head(s);
+    wait_until("the descriptors to be free again", || {
+        server.free_fds() > WAITING
+    });
+    for i in 0..WAITING {
+        let (mut s, head) = raw_upgrade(addr, "/echo");
         assert!(
             head.starts_with("HTTP/1.1 101"),
-            "waiting connection {i} got {head:?}"
+            "new connection {i} got {head:?}"
         );
-        s.write_all(&client_frame(0x81, b"late but served", true))
+        s.write_all(&client_frame(0x81, b"served again", true))
             .unwrap();
         assert_eq!(
-            read_frame(s).unwrap(),
-            Some((0x81, b"late but served".to_vec()))
+            read_frame(&mut s).unwrap(),
+            Some((0x81, b"served again".to_vec()))
         );
     }
-    assert!(server.logged("accepting connections again"));
     echo_all(&mut clients, "after recovering");
+}
+
+/// Answers `GET /healthz` on a fresh connection.
+fn healthz(addr: SocketAddr) -> String {
+    let mut s = tcp(addr);
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    read_head(&mut s)
+}
+
+#[test]
+fn a_flood_past_capacity_gets_503s_while_healthz_answers() {
+    let server = ChildServer::spawn(NOFILE, None);
+    let addr = server.addr;
+    let capacity = server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| {
+            l.split_whitespace()
+                .find_map(|f| f.strip_prefix("capacity=")?.parse::<usize>().ok())
+        })
+        .expect("the capacity is logged");
+    assert!(capacity > 0 && capacity < NOFILE as usize);
+    let mut clients: Vec<Client> = (0..capacity).map(|_| connect(addr, "/echo")).collect();
+    echo_all(&mut clients, "at capacity");
+
+    // Far more upgrades than there are descriptors, all in flight at once, a health probe
+    // between every ten.
+    const FLOOD: usize = 3 * NOFILE as usize;
+    let mut flood = Vec::new();
+    for i in 0..FLOOD {
+        let mut s = tcp(addr);
+        s.write_all(upgrade_request("/echo", "").as_bytes())
+            .unwrap();
+        flood.push(s);
+        if i % 10 == 0 {
+            let head = healthz(addr);
+            assert!(
+                head.starts_with("HTTP/1.1 200"),
+                "healthz during the flood: {head:?}"
+            );
+        }
+    }
+    for (i, s) in flood.iter_mut().enumerate() {
+        let head = read_head(s);
+        assert!(
+            head.starts_with("HTTP/1.1 503"),
+            "flood connection {i} got {head:?}"
+        );
+    }
+    echo_all(&mut clients, "after the flood");
+    wait_until("the 503s to be logged with a count", || {
+        server.logged("upgrades refused with 503")
+    });
+    let lines = server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("upgrades refused with 503"))
+        .count();
+    assert!(
+        lines < FLOOD / 2,
+        "{lines} log lines for {FLOOD} refusals: not one per connection"
+    );
 }

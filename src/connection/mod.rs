@@ -46,6 +46,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use crate::admission::{self, Seat};
+use crate::budget::Budget;
 use crate::config::Config;
 use crate::protocol::frame::{self, OpCode};
 use crate::protocol::http::{self, Decision, Endpoint};
@@ -63,6 +64,11 @@ const ECHO_COPY_LIMIT: usize = 2 * 1024;
 /// No deadline.
 const NEVER: u64 = u64::MAX;
 const SLOW_CONSUMER: &str = "slow consumer";
+/// Time a connection accepted over capacity gets to send its request.
+const SEATLESS_HANDSHAKE_MS: u64 = 2000;
+/// A shed connection whose own unsent output is larger than this is dropped at once rather
+/// than sent a close frame behind it.
+const SHED_KEEP_OUTPUT: usize = 64 * 1024;
 /// A message with exactly this payload makes the handler panic, in builds with the
 /// `fault-injection` feature only: it proves that a panic costs one connection, not a worker.
 #[cfg(feature = "fault-injection")]
@@ -117,6 +123,8 @@ pub(crate) struct Env {
     /// The worker's poller, for a connection's own (re)registration.
     pub registry: Registry,
     pub counters: Counters,
+    /// The worker's share of the memory budget, charged with what each connection holds.
+    pub budget: Budget,
     /// Frames published by a room member during the call, for the worker to fan out to the
     /// rest of the room; the member has queued its own copy.
     pub published: Vec<Bytes>,
@@ -209,6 +217,8 @@ pub(crate) struct Connection<S = mio::net::TcpStream> {
     /// Its share of the server's capacity; `None` when accepted over capacity (upgrades are
     /// answered 503).
     seat: Option<Seat>,
+    /// Bytes charged to the worker's memory budget for this connection (see `held`).
+    accounted: usize,
 }
 
 impl<S: Socket> Connection<S> {
@@ -225,6 +235,11 @@ impl<S: Socket> Connection<S> {
         {
             return Err((e, seat));
         }
+        // Without a seat the connection holds a descriptor from the reserve: it gets less time.
+        let handshake_ms = match seat {
+            Some(_) => env.limits.handshake_timeout_ms,
+            None => env.limits.handshake_timeout_ms.min(SEATLESS_HANDSHAKE_MS),
+        };
         // Registration reports data that is already waiting, so no read is needed here.
         Ok(Connection {
             phase: Phase::Http {
@@ -233,19 +248,77 @@ impl<S: Socket> Connection<S> {
             },
             last_seen: env.now,
             pinged: false,
-            deadline: env.now.saturating_add(env.limits.handshake_timeout_ms),
+            deadline: env.now.saturating_add(handshake_ms),
             publishes: false,
             read_paused: false,
             flush_listed: false,
             write_interest: false,
             seat,
+            accounted: 0,
         })
     }
 
-    /// Ends the connection (dropping the socket closes it and takes it off the poller) and
-    /// hands back its seat for `Admission::release`.
-    pub fn into_seat(self) -> Option<Seat> {
+    /// Ends the connection (dropping the socket closes it and takes it off the poller): gives
+    /// back what it had charged to the budget and hands back its seat for
+    /// `Admission::release`.
+    pub fn finish(self, env: &mut Env) -> Option<Seat> {
+        env.budget.charge(self.accounted, 0);
         self.seat
+    }
+
+    /// Bytes this peer makes us hold (see `budget`): an unfinished request head, the message
+    /// it is in the middle of sending, read-ahead, and its own unsent output.
+    fn held(&self) -> usize {
+        match &self.phase {
+            Phase::Http { stream, buf } => buf.capacity() + stream.held(),
+            Phase::Open(ws) => ws.get_ref().held(),
+            Phase::Idle(stream) | Phase::Draining { stream, .. } => stream.held(),
+            Phase::Gone => 0,
+        }
+    }
+
+    /// Brings the budget up to date with what the connection holds now.
+    fn account(&mut self, env: &mut Env) {
+        let held = self.held();
+        env.budget.charge(self.accounted, held);
+        self.accounted = held;
+    }
+
+    /// What the connection holds, as last charged to the budget.
+    pub fn charged(&self) -> usize {
+        self.accounted
+    }
+
+    /// Frees what this connection holds because the worker's budget share is exhausted: the
+    /// parser and the message in progress go, broadcast frames not yet started are dropped,
+    /// and the peer is told with close 1013 (try again later) while the connection drains.
+    /// Returns false when it must simply be dropped: it never became a WebSocket, or its own
+    /// unsent output is large (a peer that does not read would never take the close frame).
+    pub fn shed(&mut self, env: &mut Env) -> bool {
+        let (mut stream, can_write) = match mem::replace(&mut self.phase, Phase::Gone) {
+            Phase::Open(ws) => {
+                let can_write = ws.can_write();
+                (ws.into_inner(), can_write)
+            }
+            Phase::Idle(stream) => (stream, true),
+            other => {
+                self.phase = other;
+                return false;
+            }
+        };
+        stream.out_mut().discard_droppable();
+        if stream.out().owned() > SHED_KEEP_OUTPUT {
+            self.phase = Phase::Idle(stream);
+            return false;
+        }
+        if can_write {
+            stream
+                .out_mut()
+                .push_shared(frame::close(1013, "memory budget reached"), false);
+        }
+        self.enter_draining(stream, true, env.now, &env.limits);
+        self.account(env);
+        true
     }
 
     fn stream_mut(&mut self) -> Option<&mut Stream<S>> {
@@ -302,8 +375,14 @@ impl<S: Socket> Connection<S> {
         }
     }
 
-    /// Reads what the socket has (within the budget) and acts on it.
+    /// Reads what the socket has (within the read budget) and acts on it.
     pub fn on_readable(&mut self, env: &mut Env) -> Step {
+        let step = self.read(env);
+        self.account(env);
+        step
+    }
+
+    fn read(&mut self, env: &mut Env) -> Step {
         let before = match self.stream_mut() {
             Some(stream) => {
                 stream.readiness();
@@ -356,7 +435,16 @@ impl<S: Socket> Connection<S> {
         };
         match decision {
             Decision::Upgrade { .. } if self.seat.is_none() => {
-                self.respond(stream, admission::over_capacity(), env)
+                // Over capacity, the descriptor is what is scarce: the answer goes out and the
+                // socket closes without waiting for the peer (nothing more is expected from it
+                // before a 101, so closing does not reset the answer away).
+                env.counters.over_capacity += 1;
+                env.counters.rejected += 1;
+                stream
+                    .out_mut()
+                    .push_shared(admission::over_capacity().bytes, false);
+                self.enter_draining(stream, false, env.now, &env.limits);
+                Step::Idle
             }
             Decision::Upgrade { endpoint, response } => {
                 let consumed = parsed.map(|(_, n)| n).unwrap_or(buf.len());
@@ -393,7 +481,8 @@ impl<S: Socket> Connection<S> {
         Step::Idle
     }
 
-    fn enter_draining(&mut self, stream: Stream<S>, linger: bool, now: u64, limits: &Limits) {
+    fn enter_draining(&mut self, mut stream: Stream<S>, linger: bool, now: u64, limits: &Limits) {
+        stream.stop_frames();
         self.phase = Phase::Draining {
             stream,
             fin_sent: false,
@@ -533,6 +622,12 @@ impl<S: Socket> Connection<S> {
     /// Writes queued output and keeps the registration in step: WRITABLE while the socket is
     /// full, READABLE only once it has room again.
     pub fn flush(&mut self, token: Token, env: &mut Env) -> Flush {
+        let flush = self.write_out(token, env);
+        self.account(env);
+        flush
+    }
+
+    fn write_out(&mut self, token: Token, env: &mut Env) -> Flush {
         self.flush_listed = false;
         let Some(stream) = self.stream_mut() else {
             return Flush::Close;
@@ -658,6 +753,12 @@ impl<S: Socket> Connection<S> {
     /// Timer check, run once per tick. Returns false when the connection must be dropped.
     /// Output it queues (a ping, a close frame) is flushed by the caller.
     pub fn tick(&mut self, env: &mut Env) -> bool {
+        let alive = self.check_timers(env);
+        self.account(env);
+        alive
+    }
+
+    fn check_timers(&mut self, env: &mut Env) -> bool {
         let now = env.now;
         if now >= self.deadline {
             env.counters.timeouts += 1;
@@ -684,6 +785,42 @@ impl<S: Socket> Connection<S> {
         }
         true
     }
+}
+
+/// Answers a connection accepted with no descriptor to spare and closes it at once, so a
+/// flood past the open-files limit gets answers instead of waiting in the accept queue: a
+/// request that already arrived (it usually has, while the connection waited) is answered as
+/// usual when it needs no connection state (`/healthz`, the page, errors), and an upgrade
+/// with 503. Reading the request first lets the close be a FIN rather than a reset that could
+/// destroy the answer.
+pub(crate) fn refuse_now<S: Socket>(mut socket: S, env: &mut Env) {
+    let mut buf = [0u8; 4096];
+    let mut len = 0;
+    while len < buf.len() {
+        match socket.read(&mut buf[len..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+    }
+    let response = match http::parse_request(&buf[..len]) {
+        Ok(Some((head, _))) => match http::decide(&head, &env.limits.policy) {
+            Decision::Respond(response) => response,
+            Decision::Upgrade { .. } => {
+                env.counters.over_capacity += 1;
+                admission::over_capacity()
+            }
+        },
+        _ => {
+            env.counters.over_capacity += 1;
+            admission::over_capacity()
+        }
+    };
+    if response.status >= 400 {
+        env.counters.rejected += 1;
+    }
+    // A fresh socket's send buffer takes a short answer whole; if not, the peer gets less.
+    let _ = socket.write(&response.bytes);
+    let _ = socket.shutdown_write();
 }
 
 /// Sends our close frame; returns the deadline for the peer's answer.

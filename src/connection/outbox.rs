@@ -37,6 +37,9 @@ pub struct Outbox {
     pending: usize,
     /// Bytes of `chunks[0]` already written (a partial write).
     head_written: usize,
+    /// Bytes of the droppable (broadcast) chunks queued, written or not: those frames are
+    /// shared with every member they were queued to, so they are not this connection's own.
+    shared: usize,
 }
 
 /// What a flush achieved.
@@ -93,7 +96,20 @@ impl Outbox {
             });
         }
         self.pending += bytes.len();
+        if droppable {
+            self.shared += bytes.len();
+        }
         self.chunks.push_back(Chunk { bytes, droppable });
+    }
+
+    /// Unsent bytes that belong to this connection alone (everything but shared broadcast
+    /// frames): what it makes the server hold for it.
+    pub fn owned(&self) -> usize {
+        let head_shared_written = match self.chunks.front() {
+            Some(head) if head.droppable => self.head_written,
+            _ => 0,
+        };
+        self.pending - (self.shared - head_shared_written)
     }
 
     /// Drops every droppable chunk that has not started going out; returns the bytes dropped.
@@ -108,6 +124,12 @@ impl Outbox {
         });
         self.pending = self.chunks.iter().map(|c| c.bytes.len()).sum::<usize>() - self.head_written
             + self.tail.len();
+        self.shared = self
+            .chunks
+            .iter()
+            .filter(|c| c.droppable)
+            .map(|c| c.bytes.len())
+            .sum();
         before - self.pending
     }
 
@@ -160,7 +182,11 @@ impl Outbox {
             }
             written -= left;
             self.head_written = 0;
-            self.chunks.pop_front();
+            if let Some(done) = self.chunks.pop_front() {
+                if done.droppable {
+                    self.shared -= done.bytes.len();
+                }
+            }
         }
     }
 
@@ -272,12 +298,15 @@ mod tests {
             calls_left: 1,
         };
         out.flush_to(&mut w).unwrap();
+        assert_eq!(out.owned(), 4, "the pong; the broadcast frames are shared");
         assert_eq!(out.discard_droppable(), 8);
+        assert_eq!(out.owned(), 4);
         out.push_copy(b"close");
         w.calls_left = 100;
         w.per_call = 100;
         out.flush_to(&mut w).unwrap();
         assert_eq!(w.got, b"1111pongclose");
+        assert_eq!((out.pending(), out.owned(), out.shared), (0, 0, 0));
     }
 
     #[test]

@@ -108,6 +108,22 @@ impl<S: Socket> Stream<S> {
         self.boundary.feed(first);
     }
 
+    /// The stream carries no more frames for the parser (the connection is draining): drops
+    /// what was read ahead and forgets the message in progress, whose bytes went with the
+    /// parser.
+    pub fn stop_frames(&mut self) {
+        self.framed = false;
+        self.boundary = Boundary::default();
+        self.ahead = None;
+    }
+
+    /// Bytes this peer makes us hold in the stream and the parser above it: the data message
+    /// it is in the middle of sending, what was read ahead, and the output that is its own.
+    pub fn held(&self) -> usize {
+        let ahead = self.ahead.as_ref().map_or(0, |a| a.buf.capacity());
+        self.boundary.unfinished() as usize + ahead + self.out.owned()
+    }
+
     /// Writes queued bytes to the socket until done or the socket is full.
     pub fn flush_out(&mut self) -> io::Result<Flushed> {
         self.out.flush_to(&mut self.socket)

@@ -26,6 +26,7 @@ impl Harness {
             limits: Limits::new(&config),
             registry: poll.registry().try_clone().unwrap(),
             counters: Counters::default(),
+            budget: crate::budget::Budget::new(usize::MAX),
             published: Vec::new(),
         };
         let client = MemSocket::new();
@@ -309,7 +310,8 @@ fn an_upgrade_without_a_seat_gets_503_but_other_requests_are_answered() {
     h.flush();
     let answer = String::from_utf8(h.client.take_output()).unwrap();
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(h.conn.into_seat().is_none());
+    let Harness { conn, mut env, .. } = h;
+    assert!(conn.finish(&mut env).is_none());
 
     let mut h = Harness::new(Config::default(), false);
     h.client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -393,4 +395,95 @@ fn shutdown_closes_open_connections_1001_and_drops_the_rest() {
         !h.conn.start_close(1001, "server shutting down", &h.env),
         "never upgraded: dropped"
     );
+}
+
+#[test]
+fn a_message_in_progress_is_charged_until_its_echo_is_written() {
+    let mut h = Harness::upgraded(Config::default(), "/echo");
+    let frame = client(0x82, &[5; 100_000]);
+    h.client.send(&frame[..60_000]);
+    h.read();
+    let charged = h.conn.charged();
+    assert!(
+        (60_000 - 14..60_000 + 70_000).contains(&charged),
+        "the partial message (and what was read ahead for it): {charged}"
+    );
+    assert_eq!(h.env.budget.held(), charged);
+    h.client.wire().room = 0; // the peer does not read its echo yet
+    h.client.send(&frame[60_000..]);
+    h.read();
+    h.flush();
+    assert!(
+        h.conn.charged() >= 100_000,
+        "the unsent echo is the peer's: {}",
+        h.conn.charged()
+    );
+    h.client.wire().room = usize::MAX;
+    h.flush();
+    h.env.now = 5_000;
+    h.conn.tick(&mut h.env); // rests: the read-ahead buffer goes too
+    assert_eq!(h.conn.charged(), 0);
+    assert_eq!(h.env.budget.held(), 0);
+}
+
+#[test]
+fn broadcast_frames_are_not_charged_to_each_member() {
+    let mut h = Harness::upgraded(Config::default(), "/broadcast/r");
+    h.client.wire().room = 0;
+    let frame = frame::encode(OpCode::Binary, &[9; 50_000]);
+    h.conn.deliver(&frame, &mut h.env);
+    h.flush();
+    assert_eq!(h.conn.charged(), 0);
+}
+
+#[test]
+fn shedding_frees_the_message_in_progress_and_closes_1013() {
+    let mut h = Harness::upgraded(Config::default(), "/echo");
+    let frame = client(0x82, &[5; 1_000_000]);
+    h.client.send(&frame[..700_000]);
+    h.read();
+    assert!(h.conn.charged() >= 600_000);
+    assert!(
+        h.conn.shed(&mut h.env),
+        "a WebSocket drains with a close frame"
+    );
+    assert!(
+        h.conn.charged() < 1000,
+        "the parser's bytes are gone: {}",
+        h.conn.charged()
+    );
+    assert!(!h.conn.holds_parser());
+    assert_eq!(h.flush(), Flush::Done, "lingers for the peer's EOF");
+    let frames = h.frames();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(close_code(&frames[0].1), 1013);
+    // The rest of the frame is read and discarded, and charged nothing.
+    h.client.send(&frame[700_000..]);
+    h.read();
+    assert_eq!(h.conn.charged(), 0);
+}
+
+#[test]
+fn a_peer_that_does_not_read_its_large_output_is_dropped_when_shed() {
+    let mut h = Harness::upgraded(Config::default(), "/echo");
+    h.client.wire().room = 0;
+    h.client.send(&client(0x82, &[1; 200_000]));
+    h.read();
+    h.flush();
+    assert!(
+        !h.conn.shed(&mut h.env),
+        "no room for a close frame: drop it"
+    );
+}
+
+#[test]
+fn a_503_closes_as_soon_as_it_is_written() {
+    let mut h = Harness::new(Config::default(), false);
+    h.client.send(upgrade("/echo", "").as_bytes());
+    assert_eq!(h.read(), Step::Idle);
+    assert_eq!(h.flush(), Flush::Close, "no lingering over capacity");
+    assert!(String::from_utf8(h.client.take_output())
+        .unwrap()
+        .starts_with("HTTP/1.1 503"));
+    assert_eq!(h.env.counters.over_capacity, 1);
 }

@@ -23,6 +23,11 @@ pub struct Boundary {
     fragmented: bool,
     /// The current frame, once its payload is in, completes a message (see `messages`).
     ends_message: bool,
+    /// The current frame carries data (not a control frame).
+    data: bool,
+    /// Payload bytes of the data message not yet complete (every fragment so far, the current
+    /// frame's included): what the parser holds for this peer until the message is returned.
+    unfinished: u64,
     /// Messages completed so far: control frames and final data frames. Wrapping: only
     /// compared for equality with a count kept the same way.
     messages: u32,
@@ -35,6 +40,9 @@ impl Boundary {
             if self.payload_left > 0 {
                 let skip = self.payload_left.min(data.len() as u64);
                 self.payload_left -= skip;
+                if self.data {
+                    self.unfinished += skip;
+                }
                 data = &data[skip as usize..];
                 if self.payload_left == 0 {
                     self.end_frame();
@@ -81,6 +89,7 @@ impl Boundary {
             self.fragmented = !fin;
         }
         self.ends_message = fin || opcode >= 8;
+        self.data = opcode < 8;
         self.have = 0;
         self.payload_left = len;
         if len == 0 {
@@ -91,7 +100,15 @@ impl Boundary {
     fn end_frame(&mut self) {
         if self.ends_message {
             self.messages = self.messages.wrapping_add(1);
+            if self.data {
+                self.unfinished = 0;
+            }
         }
+    }
+
+    /// Payload bytes received of the data message still in progress (0 between messages).
+    pub fn unfinished(&self) -> u64 {
+        self.unfinished
     }
 
     /// Messages the bytes seen so far complete: control frames and final data frames, the
@@ -184,6 +201,25 @@ mod tests {
         assert_eq!(b.messages(), 0);
         b.feed(&text[text.len() - 1..]);
         assert_eq!(b.messages(), 1);
+    }
+
+    #[test]
+    fn counts_the_payload_of_the_message_in_progress_across_fragments() {
+        let mut b = Boundary::default();
+        let first = frame(0x02, 1000); // binary, not final
+        b.feed(&first[..first.len() - 400]);
+        assert_eq!(b.unfinished(), 600);
+        b.feed(&first[first.len() - 400..]);
+        assert_eq!(b.unfinished(), 1000);
+        b.feed(&frame(0x89, 100)); // a ping in between holds nothing of the message
+        assert_eq!(b.unfinished(), 1000);
+        let last = frame(0x80, 500);
+        b.feed(&last[..last.len() - 1]);
+        assert_eq!(b.unfinished(), 1499);
+        b.feed(&last[last.len() - 1..]);
+        assert_eq!(b.unfinished(), 0, "complete: handed to the parser's caller");
+        b.feed(&frame(0x82, 70_000)[..30_000]);
+        assert_eq!(b.unfinished(), 30_000 - 14, "header bytes are not payload");
     }
 
     #[test]

@@ -16,6 +16,14 @@ type Counter = fn(&Counters) -> u64;
 
 /// The counters that are logged as events, with the line each gets.
 const EVENTS: &[(Counter, &str)] = &[
+    (
+        |c| c.over_capacity,
+        "upgrades refused with 503 at the connection capacity",
+    ),
+    (
+        |c| c.sheds,
+        "connections shed at the memory budget (close 1013)",
+    ),
     (|c| c.rejected, "requests answered 4xx/5xx"),
     (|c| c.slow_consumers, "slow room members closed with 1008"),
     (
@@ -23,6 +31,7 @@ const EVENTS: &[(Counter, &str)] = &[
         "connections failed for protocol violations",
     ),
     (|c| c.panics, "connection handlers panicked"),
+    (|c| c.accept_errors, "accepts that found no free descriptor"),
 ];
 
 /// One worker's event log.
@@ -70,7 +79,7 @@ mod tests {
             rejected: 3,
             ..Counters::default()
         };
-        assert_eq!(log.since_last(&c).collect::<Vec<_>>(), [(3, EVENTS[0].1)]);
+        assert_eq!(log.since_last(&c).collect::<Vec<_>>(), [(3, EVENTS[2].1)]);
         log.report(0, 1000, &c);
         assert_eq!(log.since_last(&c).count(), 0, "reported: nothing new");
         c.rejected += 500;
@@ -78,7 +87,7 @@ mod tests {
         log.report(0, 1500, &c); // within the period: not reported yet
         assert_eq!(
             log.since_last(&c).collect::<Vec<_>>(),
-            [(500, EVENTS[0].1), (1, EVENTS[2].1)],
+            [(500, EVENTS[2].1), (1, EVENTS[4].1)],
             "counts accumulate until the next report"
         );
         log.report(0, 2000, &c);

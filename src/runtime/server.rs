@@ -23,6 +23,8 @@ use oskit::nofile as rlimit;
 
 /// Descriptors kept free of connections: listeners, pollers, wakers, logs.
 const RESERVED_FDS: u64 = 32;
+/// Allocations at least this large get their own mapping (see `oskit::memory`).
+const MAP_LARGE_ALLOCATIONS: usize = 256 << 10;
 
 /// A running server. Dropping it shuts it down gracefully.
 pub struct Server {
@@ -56,7 +58,12 @@ impl Server {
         let workers = config
             .workers
             .unwrap_or_else(|| affinity::default_threads(config.cpus.as_ref()));
-        validate(&config, workers)?;
+        let memory_limit = config.memory_limit.unwrap_or_else(default_memory_limit);
+        validate(&config, workers, memory_limit)?;
+        let memory_share = memory_limit / workers;
+        // Buffers a peer makes us grow get their own mappings, so they go back to the OS the
+        // moment they are freed, whatever was freed before.
+        oskit::memory::map_large_allocations(MAP_LARGE_ALLOCATIONS);
         let nofile = rlimit::raise_nofile_limit().unwrap_or(1024);
         let derived = nofile
             .saturating_sub(RESERVED_FDS + 4 * workers as u64)
@@ -107,6 +114,7 @@ impl Server {
                 listener,
                 bus: Bus::new(id, inbox, mailboxes.clone()),
                 limits: limits.clone(),
+                memory_share,
                 shared: shared.clone(),
                 shutdown_timeout: config.shutdown_timeout,
             };
@@ -137,7 +145,15 @@ impl Server {
         } else {
             "unpinned".to_string()
         };
-        tracing::info!(%addr, workers, cores = %pinned, capacity, nofile, "corecast listening");
+        tracing::info!(
+            %addr,
+            workers,
+            cores = %pinned,
+            capacity,
+            nofile,
+            memory_limit_mib = memory_limit >> 20,
+            "corecast listening"
+        );
         let stats_logger = (!config.stats_interval.is_zero())
             .then(|| spawn_stats_logger(shared.clone(), config.stats_interval));
         Ok(Server {
@@ -215,7 +231,15 @@ impl Drop for Server {
     }
 }
 
-fn validate(config: &Config, workers: usize) -> Result<(), Error> {
+/// Half the physical memory (the rest is for the kernel's socket buffers, about 8 KB per
+/// loopback connection pair, and everything else on the machine); 1 GiB when unknown.
+fn default_memory_limit() -> usize {
+    oskit::memory::physical_memory()
+        .map(|bytes| (bytes / 2) as usize)
+        .unwrap_or(1 << 30)
+}
+
+fn validate(config: &Config, workers: usize, memory_limit: usize) -> Result<(), Error> {
     let fail = |msg: &str| Err(Error::Config(msg.to_string()));
     if workers == 0 || workers > 1024 {
         return fail("workers must be between 1 and 1024");
@@ -228,6 +252,16 @@ fn validate(config: &Config, workers: usize) -> Result<(), Error> {
     }
     if config.max_backlog == 0 {
         return fail("max backlog must be at least 1 byte");
+    }
+    let needed = (config.max_message_size + config.max_backlog).saturating_mul(workers);
+    if memory_limit < needed {
+        return Err(Error::Config(format!(
+            "memory limit {} MiB is too small: each of the {workers} workers' shares must fit \
+             one largest message plus one full backlog ({} MiB in all); raise --memory-limit or \
+             lower --max-message-size / --max-backlog / --workers",
+            memory_limit >> 20,
+            needed.div_ceil(1 << 20)
+        )));
     }
     if config.max_connections == Some(0) {
         return fail("max connections must be at least 1");

@@ -30,7 +30,8 @@ use oskit::timerfd::Ticker;
 use slab::Slab;
 
 use crate::admission::Admission;
-use crate::connection::{Connection, Env, Flush, Limits, Output, Step};
+use crate::budget::Budget;
+use crate::connection::{self, Connection, Env, Flush, Limits, Output, Step};
 use crate::fanout::bus::{Bus, Envelope};
 use crate::fanout::rooms::Rooms;
 use crate::protocol::http::Endpoint;
@@ -67,6 +68,8 @@ pub(crate) struct WorkerSetup {
     pub listener: TcpListener,
     pub bus: Bus,
     pub limits: Limits,
+    /// This worker's share of the memory budget, in bytes.
+    pub memory_share: usize,
     pub shared: Arc<Shared>,
     pub shutdown_timeout: Duration,
 }
@@ -102,8 +105,13 @@ pub(crate) struct Worker {
     shutdown_deadline: Option<u64>,
     /// Most connections holding tungstenite state at a tick since the last heap trim.
     parsing_high: usize,
+    /// Budget charges given back since the last heap trim.
+    released: usize,
     /// Repeated events, logged once per second with a count.
     event_log: EventLog,
+    /// A descriptor held in reserve so that, out of descriptors, a waiting connection can
+    /// still be accepted and answered rather than left in the queue.
+    spare_fd: Option<std::fs::File>,
 }
 
 impl Worker {
@@ -115,6 +123,7 @@ impl Worker {
             mut listener,
             bus,
             limits,
+            memory_share,
             shared,
             shutdown_timeout,
         } = setup;
@@ -138,6 +147,7 @@ impl Worker {
             limits,
             registry: poll.registry().try_clone()?,
             counters: Counters::default(),
+            budget: Budget::new(memory_share),
             published: Vec::new(),
         };
         Ok(Worker {
@@ -163,7 +173,9 @@ impl Worker {
             shutdown_timeout,
             shutdown_deadline: None,
             parsing_high: 0,
+            released: 0,
             event_log: EventLog::default(),
+            spare_fd: Some(std::fs::File::open("/dev/null")?),
         })
     }
 
@@ -268,9 +280,12 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_resource_exhaustion(&e) => {
+                    self.env.counters.accept_errors += 1;
+                    if self.refuse_with_spare() {
+                        continue;
+                    }
                     // Without a free descriptor the pending connection stays queued and the
                     // edge-triggered listener will not fire again: retry on a timer, not a spin.
-                    self.env.counters.accept_errors += 1;
                     if !self.accept_error_logged {
                         self.accept_error_logged = true;
                         tracing::warn!(worker = self.id, error = %e, "accept failed; retrying every {ACCEPT_RETRY_MS} ms");
@@ -282,6 +297,26 @@ impl Worker {
             }
         }
         self.accept_at = Some(self.env.now);
+    }
+
+    /// Out of descriptors: frees the one kept in reserve for this, accepts the next waiting
+    /// connection with it, answers at once (`connection::refuse_now`) and takes the spare
+    /// back. False when there is no spare or nothing was accepted.
+    fn refuse_with_spare(&mut self) -> bool {
+        let (Some(listener), Some(spare)) = (&self.listener, self.spare_fd.take()) else {
+            return false;
+        };
+        drop(spare);
+        let accepted = listener.accept();
+        let refused = match accepted {
+            Ok((tcp, _)) => {
+                connection::refuse_now(tcp, &mut self.env);
+                true
+            }
+            Err(_) => false,
+        };
+        self.spare_fd = std::fs::File::open("/dev/null").ok();
+        refused
     }
 
     fn admit(&mut self, tcp: mio::net::TcpStream) {
@@ -340,6 +375,12 @@ impl Worker {
             }
         }
         self.fan_out_published(key);
+        if self.env.budget.over() {
+            self.shed();
+            if !self.conns.contains(key) {
+                return;
+            }
+        }
         match self.conns[key].output_after_read() {
             Output::Nothing => {}
             Output::Now => self.flush(key),
@@ -437,12 +478,36 @@ impl Worker {
         };
         self.rooms.leave(key);
         // Dropping the socket closes it, which also removes it from the poller.
-        if let Some(seat) = conn.into_seat() {
+        if let Some(seat) = conn.finish(&mut self.env) {
             self.shared.admission.release(seat);
         }
         self.env.counters.connections -= 1;
         if self.accept_error_logged && self.listener.is_some() {
             self.accept_at = Some(self.env.now);
+        }
+    }
+
+    /// The worker's connections hold more than its budget share: sheds those holding the most
+    /// until they are back under the low-water mark (see `budget`).
+    fn shed(&mut self) {
+        let mut heaviest: Vec<(usize, usize)> = self
+            .conns
+            .iter()
+            .map(|(key, conn)| (conn.charged(), key))
+            .filter(|&(held, _)| held > 0)
+            .collect();
+        heaviest.sort_unstable_by(|a, b| b.cmp(a));
+        let low_water = self.env.budget.low_water();
+        for (_, key) in heaviest {
+            if self.env.budget.held() <= low_water {
+                break;
+            }
+            self.env.counters.sheds += 1;
+            if self.conns[key].shed(&mut self.env) {
+                self.flush(key);
+            } else {
+                self.close(key);
+            }
         }
     }
 
@@ -474,36 +539,31 @@ impl Worker {
     /// busiest tick (after a ramp, say), so idle connections cost what they hold now. Under
     /// steady traffic connections wake and rest at the same pace, the count stays level and
     /// the allocator keeps its free buffers for reuse: no trim.
+    /// Large buffers are mapped on their own and go back to the OS when freed (see
+    /// `Server::bind`); this covers the smaller ones that come from the heap, counting what
+    /// the budget saw released as well.
     fn trim_after_quiet(&mut self, parsing: usize) {
-        let released =
+        self.released += self.env.budget.take_released();
+        let rested =
             self.parsing_high.saturating_sub(parsing) * self.env.limits.ws.read_buffer_size;
-        if released >= RELEASE_TRIM_BYTES {
-            release_free_memory();
+        if rested + self.released >= RELEASE_TRIM_BYTES {
+            oskit::memory::release_free_memory();
             self.parsing_high = parsing;
+            self.released = 0;
         } else {
             self.parsing_high = self.parsing_high.max(parsing);
         }
     }
 
-    fn publish_counters(&self) {
+    fn publish_counters(&mut self) {
+        self.env.counters.memory_held = self.env.budget.held() as u64;
         self.shared.stats[self.id].publish(&self.env.counters);
     }
 }
 
-/// Parser buffers released since the busiest tick beyond which free heap pages go back to
-/// the OS.
+/// Bytes released (parser buffers of connections gone idle, budget charges given back) after
+/// which free heap pages go back to the OS.
 const RELEASE_TRIM_BYTES: usize = 4 << 20;
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_free_memory() {
-    // SAFETY: malloc_trim only returns unused heap pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_free_memory() {}
 
 /// Takes the entries of `list` for processing, leaving the spare's capacity in its place.
 fn take_batch(list: &mut Vec<usize>, spare: &mut Vec<usize>) -> Vec<usize> {
