@@ -416,7 +416,7 @@ impl<S: Socket> Connection<S> {
             match stream.read(&mut chunk) {
                 Ok(0) => return Step::Close,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Idle,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return waiting(stream),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return Step::Close,
             }
@@ -563,7 +563,7 @@ impl<S: Socket> Connection<S> {
             Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Pongs may have been queued by this read.
                 match ws.flush() {
-                    Ok(()) => Step::Idle,
+                    Ok(()) => waiting(ws.get_ref()),
                     Err(e) => self.on_ws_error(e, env),
                 }
             }
@@ -607,12 +607,12 @@ impl<S: Socket> Connection<S> {
         let Phase::Draining { stream, .. } = &mut self.phase else {
             return Step::Close;
         };
-        let mut scratch = [0u8; 1024];
+        let mut scratch = [0u8; 16 * 1024];
         loop {
             match stream.read(&mut scratch) {
                 Ok(0) => return Step::Close,
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Idle,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return waiting(stream),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Step::Close,
             }
@@ -821,6 +821,16 @@ pub(crate) fn refuse_now<S: Socket>(mut socket: S, env: &mut Env) {
     // A fresh socket's send buffer takes a short answer whole; if not, the peer gets less.
     let _ = socket.write(&response.bytes);
     let _ = socket.shutdown_write();
+}
+
+/// What a read that ended in `WouldBlock` leaves: nothing until the next readiness event, or,
+/// when it stopped at the read quota, another turn this pass.
+fn waiting<S: Socket>(stream: &Stream<S>) -> Step {
+    if stream.quota_used() {
+        Step::Again
+    } else {
+        Step::Idle
+    }
 }
 
 /// Sends our close frame; returns the deadline for the peer's answer.

@@ -11,6 +11,13 @@
 //!
 //! Skipping while a complete message still sits in tungstenite's buffer would strand it until
 //! the peer sends again, so the comparison is exact (wrapping counts, equality only).
+//!
+//! It also keeps the read quota: a peer that streams megabytes gets at most `QUOTA` bytes read
+//! per turn, then the worker serves everyone else before its next turn, so one busy peer
+//! cannot stretch a loop pass (and every other connection's latency) to seconds.
+
+/// Socket bytes read for one connection per turn (a readiness event or a read-list retry).
+pub(crate) const QUOTA: u32 = 256 * 1024;
 
 /// What the stream knows about whether reading on could yield anything.
 #[derive(Debug, Default, Clone, Copy)]
@@ -20,18 +27,28 @@ pub(crate) struct ReadSkip {
     drained: bool,
     /// Messages tungstenite has returned (wrapping, like `Boundary::messages`).
     returned: u32,
+    /// Socket bytes read this turn.
+    taken: u32,
 }
 
 impl ReadSkip {
-    /// A readiness event arrived: the socket may hold new bytes.
+    /// A new turn: a readiness event arrived (the socket may hold new bytes), or the worker
+    /// came back to a connection it left with input waiting.
     pub fn readiness(&mut self) {
         self.drained = false;
+        self.taken = 0;
     }
 
     /// A socket read asked for `asked` bytes and got `got`.
     pub fn socket_read(&mut self, got: usize, asked: usize) {
         // 0 is end of stream, not an empty socket: the next read must report it again.
         self.drained = got > 0 && got < asked;
+        self.taken = self.taken.saturating_add(got as u32);
+    }
+
+    /// This turn's quota is used up: further input waits for the next turn.
+    pub fn quota_used(&self) -> bool {
+        self.taken >= QUOTA
     }
 
     /// The socket is known to be empty until the next readiness event.
@@ -96,10 +113,22 @@ mod tests {
     }
 
     #[test]
+    fn the_quota_is_per_turn() {
+        let mut skip = ReadSkip::default();
+        skip.socket_read(QUOTA as usize - 1, QUOTA as usize);
+        assert!(!skip.quota_used());
+        skip.socket_read(1, 4096);
+        assert!(skip.quota_used());
+        skip.readiness();
+        assert!(!skip.quota_used());
+    }
+
+    #[test]
     fn counts_compare_across_wrapping() {
         let mut skip = ReadSkip {
             drained: true,
             returned: u32::MAX,
+            taken: 0,
         };
         skip.message_returned();
         assert!(skip.nothing_to_parse(0, true));

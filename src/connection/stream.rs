@@ -134,6 +134,12 @@ impl<S: Socket> Stream<S> {
         self.socket.shutdown_write()
     }
 
+    /// This turn's read quota is used up: input may be waiting that no readiness event will
+    /// announce, so the connection must be read again next pass.
+    pub fn quota_used(&self) -> bool {
+        self.skip.quota_used()
+    }
+
     /// Another tungstenite `read` could only end in `WouldBlock` (see `ReadSkip`).
     pub fn nothing_to_parse(&self) -> bool {
         self.skip
@@ -204,7 +210,7 @@ pub(crate) fn read_message<S: Socket>(
 impl<S: Socket> Read for Stream<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.nothing_read_ahead() {
-            if self.skip.socket_drained() {
+            if self.skip.socket_drained() || self.skip.quota_used() {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             let frame_left = if self.framed {

@@ -441,7 +441,7 @@ fn shedding_frees_the_message_in_progress_and_closes_1013() {
     let mut h = Harness::upgraded(Config::default(), "/echo");
     let frame = client(0x82, &[5; 1_000_000]);
     h.client.send(&frame[..700_000]);
-    h.read();
+    while h.read() == Step::Again {}
     assert!(h.conn.charged() >= 600_000);
     assert!(
         h.conn.shed(&mut h.env),
@@ -459,7 +459,7 @@ fn shedding_frees_the_message_in_progress_and_closes_1013() {
     assert_eq!(close_code(&frames[0].1), 1013);
     // The rest of the frame is read and discarded, and charged nothing.
     h.client.send(&frame[700_000..]);
-    h.read();
+    while h.read() == Step::Again {}
     assert_eq!(h.conn.charged(), 0);
 }
 
@@ -486,4 +486,47 @@ fn a_503_closes_as_soon_as_it_is_written() {
         .unwrap()
         .starts_with("HTTP/1.1 503"));
     assert_eq!(h.env.counters.over_capacity, 1);
+}
+
+#[test]
+fn a_peer_streaming_megabytes_gets_a_quota_per_turn_and_loses_nothing() {
+    let mut h = Harness::upgraded(Config::default(), "/echo");
+    let message = client(0x82, &[3; 100_000]);
+    for _ in 0..10 {
+        h.client.send(&message);
+    }
+    let mut turns = 0;
+    loop {
+        turns += 1;
+        let step = h.read();
+        h.flush();
+        if step == Step::Idle {
+            break;
+        }
+        assert_eq!(step, Step::Again, "stopped at the quota, to be read again");
+        assert!(turns < 100);
+    }
+    assert!(turns >= 4, "a megabyte in {turns} turns of at most 256 KiB");
+    let frames = h.frames();
+    assert_eq!(frames.len(), 10);
+    assert!(frames.iter().all(|f| f == &(0x82, vec![3; 100_000])));
+}
+
+#[test]
+fn a_draining_peer_that_keeps_sending_is_read_in_turns_too() {
+    let mut h = Harness::upgraded(Config::default(), "/echo");
+    h.client.send(&client(0x82, &[5; 10]));
+    h.read();
+    assert!(h.conn.shed(&mut h.env));
+    h.client.send(&vec![0u8; 1 << 20]);
+    assert_eq!(h.read(), Step::Again);
+    let mut turns = 1;
+    while h.read() == Step::Again {
+        turns += 1;
+    }
+    assert!(turns >= 4);
+    assert!(
+        h.client.wire().inbound.is_empty(),
+        "all of it read and discarded"
+    );
 }
