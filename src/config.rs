@@ -54,6 +54,9 @@ pub struct Config {
     /// Silence after which a connection drops its WebSocket parser state and read buffer, to be
     /// rebuilt on its next input: idle connections then cost a few hundred bytes. Zero never.
     pub rest_after: Duration,
+    /// Serve `/metrics` and `/stats.json` only on this address (a thread of their own), not on
+    /// `listen`. `None`: the public port answers them.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             stats_interval: Duration::from_secs(10),
             rest_after: Duration::from_secs(1),
+            metrics_listen: None,
         }
     }
 }
