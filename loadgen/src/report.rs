@@ -16,7 +16,7 @@ use crate::plan::{Load, Mode, Plan};
 use crate::stats::{percentile_distribution, Stats};
 
 /// Where a user learns how to give a server more capacity (the README section on it).
-pub const CAPACITY_HELP: &str = "README.md#capacity";
+pub const CAPACITY_HELP: &str = "README.md#operating-it";
 
 /// Percentiles of one histogram (µs).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -700,7 +700,7 @@ mod tests {
             line.starts_with(
                 "server full: 72 attempts answered 503 while loadgen held 19960 connections \
                  (about the server's capacity); raise the server's open-files limit, or run \
-                 several instances on one port (SO_REUSEPORT): see README.md#capacity"
+                 several instances on one port (SO_REUSEPORT): see README.md#operating-it"
             ),
             "{line}"
         );

@@ -59,7 +59,7 @@ fn a_full_server_is_reported_in_one_line_and_every_attempt_is_counted() {
         &format!("loadgen held {established} connections (about the server's capacity)"),
         "open-files limit",
         "SO_REUSEPORT",
-        "README.md#capacity",
+        "README.md#operating-it",
     ] {
         assert!(line.contains(part), "{part:?} in {line:?}");
     }

@@ -333,8 +333,17 @@ impl Worker {
             }
             Err(_) => false,
         };
+        // Another worker may take the freed descriptor first; then the spare is reopened at a
+        // later tick (`keep_spare`).
         self.spare_fd = std::fs::File::open("/dev/null").ok();
         refused
+    }
+
+    /// Takes the reserve descriptor back if it was lost to another worker.
+    fn keep_spare(&mut self) {
+        if self.spare_fd.is_none() && self.listener.is_some() {
+            self.spare_fd = std::fs::File::open("/dev/null").ok();
+        }
     }
 
     fn admit(&mut self, tcp: mio::net::TcpStream) {
@@ -533,6 +542,7 @@ impl Worker {
     }
 
     fn tick(&mut self) {
+        self.keep_spare();
         let mut expired = Vec::new();
         let mut parsing = 0;
         for (key, conn) in self.conns.iter_mut() {
