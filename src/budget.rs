@@ -23,8 +23,10 @@ const LOW_WATER_QUARTERS: usize = 3;
 pub(crate) struct Budget {
     share: usize,
     held: usize,
-    /// Bytes given back since `take_released` was last called (drives heap trimming).
-    released: usize,
+    /// The most held since `take_released` was last called: what was held and is no longer
+    /// drives heap trimming. Not the sum of every release, which steady traffic (each echo
+    /// charged, then released once written) would grow without anything to give back.
+    peak: usize,
 }
 
 impl Budget {
@@ -32,7 +34,7 @@ impl Budget {
         Budget {
             share,
             held: 0,
-            released: 0,
+            peak: 0,
         }
     }
 
@@ -41,10 +43,9 @@ impl Budget {
     pub fn charge(&mut self, before: usize, after: usize) {
         if after >= before {
             self.held += after - before;
+            self.peak = self.peak.max(self.held);
         } else {
-            let freed = before - after;
-            self.held -= freed;
-            self.released += freed;
+            self.held -= before - after;
         }
     }
 
@@ -64,9 +65,11 @@ impl Budget {
         self.held
     }
 
-    /// Bytes released since the last call.
+    /// How far what is held fell from its peak since the last call.
     pub fn take_released(&mut self) -> usize {
-        std::mem::take(&mut self.released)
+        let released = self.peak - self.held;
+        self.peak = self.held;
+        released
     }
 }
 
@@ -86,8 +89,17 @@ mod tests {
         budget.charge(600, 0);
         assert_eq!(budget.held(), 401);
         assert!(!budget.over());
-        assert_eq!(budget.take_released(), 600);
+        assert_eq!(
+            budget.take_released(),
+            600,
+            "from the peak of 1001 down to 401"
+        );
         assert_eq!(budget.take_released(), 0);
+        for _ in 0..1000 {
+            budget.charge(0, 500);
+            budget.charge(500, 0);
+        }
+        assert_eq!(budget.take_released(), 500, "churn is not release");
         assert_eq!(budget.low_water(), 750);
     }
 }

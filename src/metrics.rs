@@ -146,7 +146,7 @@ impl Snapshot {
         families.push(family(
             format!("{PREFIX}loop_pass_seconds"),
             "Time from a worker's poll returning to its next poll: how long its connections \
-             wait behind the work of one pass.",
+             wait behind the work of one pass (one pass in eight is timed).",
             MetricType::HISTOGRAM,
             passes,
         ));
