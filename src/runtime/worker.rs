@@ -250,7 +250,7 @@ impl Worker {
             // A clock read costs about as much as a tenth of an echo in user space, and at low
             // rates a pass is one message: time a sample of the passes, not every one.
             self.passes += 1;
-            if self.passes % PASS_SAMPLE == 0 {
+            if self.passes.is_multiple_of(PASS_SAMPLE) {
                 self.pass_times.record(woke.elapsed());
             }
             if let Some(deadline) = self.shutdown_deadline {
