@@ -2,12 +2,17 @@
 //! many long-lived connections on few cores.
 //!
 //! The public API is what an embedding program calls: [`Server`] (bind, stats, shutdown),
-//! [`Config`], [`Counters`], [`Stopper`], [`Error`] and [`CpuList`]. Everything else is private.
+//! [`Config`], [`RedisUrl`], [`Counters`], [`BridgeStats`], [`Stopper`], [`Error`] and
+//! [`CpuList`]. Everything else is private.
 //!
 //! Layout, top down; each layer uses only layers listed after it (`tests/layers.rs` checks):
 //! - `runtime`: the threads. `server` starts the pinned workers, wires their inboxes together
 //!   and stops them; `worker` is one thread's mio loop (its SO_REUSEPORT `listener`, its
 //!   connections in a `Slab` keyed by token, the tick, corked flushes).
+//! - `bridge`: rooms across instances through Redis (`--redis`): each worker's `link` queues
+//!   what a pass publishes, a `publisher` thread pipelines it to Redis, a `subscriber` thread
+//!   follows the rooms with local members and feeds other instances' frames into the workers'
+//!   inboxes. Nothing in it runs on a worker's thread but the link, which never blocks.
 //! - `fanout`: `rooms` (who is in which room on one worker) and `bus` (frames between
 //!   workers, the seam for a bridge between instances). It never sees a socket.
 //! - `connection`: one connection's state machine, HTTP request to closed socket, over its
@@ -35,6 +40,7 @@
 //! ```
 
 mod admission;
+mod bridge;
 mod budget;
 mod config;
 mod connection;
@@ -44,7 +50,8 @@ mod protocol;
 mod runtime;
 mod stats;
 
-pub use config::Config;
+pub use bridge::BridgeStats;
+pub use config::{Config, RedisUrl};
 pub use error::Error;
 pub use oskit::cpu::CpuList;
 pub use runtime::server::{Server, Stopper};

@@ -11,6 +11,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mio::{Poll, Waker};
 
 use crate::admission::Admission;
+use crate::bridge::{self, Bridge, BridgeStats};
 use crate::config::Config;
 use crate::connection::Limits;
 use crate::error::Error;
@@ -34,6 +35,8 @@ pub struct Server {
     shared: Arc<Shared>,
     capacity: usize,
     stats_logger: Option<(JoinHandle<()>, Sender<()>)>,
+    /// The link to other instances (`--redis`); dropped after the workers exit.
+    bridge: Option<Bridge>,
 }
 
 /// Asks every worker to shut down; clonable so a signal thread can hold one.
@@ -101,18 +104,36 @@ impl Server {
         let stopper = Stopper {
             mailboxes: mailboxes.clone(),
         };
+        let (bridge, links) = match &config.redis {
+            Some(url) => {
+                let settings = bridge::Settings {
+                    url,
+                    prefix: &config.redis_prefix,
+                    queue_limit: config.redis_queue,
+                };
+                let (bridge, links) =
+                    Bridge::start(settings, mailboxes.clone()).map_err(Error::Bridge)?;
+                (Some(bridge), links)
+            }
+            None => (None, Vec::new()),
+        };
+        let mut links = links.into_iter();
 
         let mut handles = Vec::with_capacity(workers);
         for (id, ((poll, listener), inbox)) in
             polls.into_iter().zip(listeners).zip(inboxes).enumerate()
         {
             let core = (config.pin && !cores.is_empty()).then(|| cores[id % cores.len()]);
+            let mut bus = Bus::new(id, inbox, mailboxes.clone());
+            if let Some(link) = links.next() {
+                bus = bus.with_remote(Box::new(link));
+            }
             let setup = WorkerSetup {
                 id,
                 core,
                 poll,
                 listener,
-                bus: Bus::new(id, inbox, mailboxes.clone()),
+                bus,
                 limits: limits.clone(),
                 memory_share,
                 shared: shared.clone(),
@@ -163,6 +184,7 @@ impl Server {
             shared,
             capacity,
             stats_logger,
+            bridge,
         })
     }
 
@@ -188,6 +210,11 @@ impl Server {
             .iter()
             .map(SharedCounters::snapshot)
             .collect()
+    }
+
+    /// The Redis bridge's counters; `None` without `--redis`.
+    pub fn bridge_stats(&self) -> Option<BridgeStats> {
+        self.bridge.as_ref().map(Bridge::stats)
     }
 
     /// A handle that can start shutdown from another thread.
@@ -218,6 +245,8 @@ impl Server {
             drop(stop);
             let _ = handle.join();
         }
+        // After the workers: their links are gone, so the publisher has nothing left to send.
+        drop(self.bridge.take());
         total
     }
 }
@@ -271,6 +300,9 @@ fn validate(config: &Config, workers: usize, memory_limit: usize) -> Result<(), 
     }
     if config.cpus.as_ref().is_some_and(|c| c.0.is_empty()) {
         return fail("CPU list is empty");
+    }
+    if config.redis.is_some() && config.redis_queue == 0 {
+        return fail("redis queue must be at least 1 byte");
     }
     Ok(())
 }

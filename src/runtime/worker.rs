@@ -363,7 +363,8 @@ impl Worker {
             Step::Again => self.read_list.push(key),
             Step::Upgraded(endpoint) => {
                 if let Endpoint::Room(name) = endpoint {
-                    self.rooms.join(key, &name);
+                    let changed = self.rooms.join(key, &name);
+                    self.bus.rooms_changed(changed);
                 }
                 self.read_list.push(key);
             }
@@ -476,7 +477,8 @@ impl Worker {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
         };
-        self.rooms.leave(key);
+        let changed = self.rooms.leave(key);
+        self.bus.rooms_changed(changed);
         // Dropping the socket closes it, which also removes it from the poller.
         if let Some(seat) = conn.finish(&mut self.env) {
             self.shared.admission.release(seat);

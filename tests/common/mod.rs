@@ -3,6 +3,8 @@
 //! hanging it.
 #![allow(dead_code)]
 
+pub mod redis_server;
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
