@@ -112,15 +112,15 @@ impl Connector {
         }
         let addr = self.client.get_connection_info().addr();
         let role = self.role.name();
+        let dropped = self.shared.meters.unlinked.load(Ordering::Relaxed) - self.unlinked_at_down;
         match (self.logged_up, self.role) {
             (None, _) => tracing::info!(%addr, "redis {role}: connected"),
-            (_, Role::Publisher) => {
-                let dropped =
-                    self.shared.meters.unlinked.load(Ordering::Relaxed) - self.unlinked_at_down;
-                tracing::warn!(%addr, dropped, "redis {role}: link up again; frames published while it was down were dropped");
+            (_, Role::Publisher) if dropped > 0 => {
+                tracing::warn!(%addr, dropped, "redis {role}: link up; frames published while it was down were dropped")
             }
+            (_, Role::Publisher) => tracing::info!(%addr, "redis {role}: link up"),
             (_, Role::Subscriber) => {
-                tracing::info!(%addr, "redis {role}: link up again; resubscribing every room")
+                tracing::info!(%addr, "redis {role}: link up; subscribing every room again")
             }
         }
         self.logged_up = Some(true);

@@ -35,6 +35,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::config::RedisUrl;
 use crate::fanout::bus::Mailbox;
@@ -48,6 +49,10 @@ use publisher::Publisher;
 use stats::Meters;
 use subscriber::Subscriber;
 use wire::Origin;
+
+/// How long shutdown waits for the bridge threads; one still blocked on Redis then is left to
+/// end with the process.
+const STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// What the workers' links and the bridge threads share.
 #[derive(Debug)]
@@ -139,12 +144,19 @@ impl Bridge {
 }
 
 impl Drop for Bridge {
-    /// Stops the subscriber and waits for both threads; the publisher ends once every worker's
-    /// link is gone, so drop the bridge after the workers have exited.
+    /// Stops the subscriber and waits for both threads, the publisher for a bounded time: it
+    /// ends once every worker's link is gone (drop the bridge after the workers), unless it is
+    /// waiting on a stalled Redis, which must not hold up shutdown.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + STOP_WAIT;
         for thread in self.threads.drain(..) {
-            let _ = thread.join();
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
         }
     }
 }
