@@ -82,6 +82,16 @@ pub struct Args {
     /// redis://HOST:PORT[/DB]; without it rooms end at this process.
     #[arg(long, env = "CORECAST_REDIS", value_name = "URL")]
     pub redis: Option<RedisUrl>,
+    /// Seed nodes of a Redis Cluster (comma-separated or repeated URLs): rooms span every
+    /// instance on it through sharded pub/sub (Redis 7).
+    #[arg(
+        long,
+        env = "CORECAST_REDIS_CLUSTER",
+        value_name = "URL,...",
+        value_delimiter = ',',
+        conflicts_with = "redis"
+    )]
+    pub redis_cluster: Vec<RedisUrl>,
     /// Prefix of each room's Redis channel.
     #[arg(long, env = "CORECAST_REDIS_PREFIX", default_value = "corecast:room:")]
     pub redis_prefix: String,
@@ -113,6 +123,7 @@ impl Args {
             stats_interval: self.stats_interval,
             rest_after: self.rest_after,
             redis: self.redis,
+            redis_cluster: self.redis_cluster,
             redis_prefix: self.redis_prefix,
             redis_queue: self.redis_queue,
         }

@@ -59,6 +59,9 @@ pub struct Config {
     /// Redis through which this instance's rooms are joined with every other instance's on the
     /// same Redis. `None`: rooms end at this process and no Redis is needed.
     pub redis: Option<RedisUrl>,
+    /// Seed nodes of a Redis Cluster through which rooms span instances with sharded pub/sub
+    /// (SPUBLISH/SSUBSCRIBE, Redis 7), so the bus scales out too. Empty: none. Not with `redis`.
+    pub redis_cluster: Vec<RedisUrl>,
     /// Prefix of each room's Redis channel, so several deployments can share one Redis.
     pub redis_prefix: String,
     /// Bytes of published frames waiting for Redis, across workers, beyond which publishes to
@@ -89,6 +92,7 @@ impl Default for Config {
             stats_interval: Duration::from_secs(10),
             rest_after: Duration::from_secs(1),
             redis: None,
+            redis_cluster: Vec::new(),
             redis_prefix: "corecast:room:".to_string(),
             redis_queue: 32 << 20,
         }

@@ -9,10 +9,11 @@
 //! - `runtime`: the threads. `server` starts the pinned workers, wires their inboxes together
 //!   and stops them; `worker` is one thread's mio loop (its SO_REUSEPORT `listener`, its
 //!   connections in a `Slab` keyed by token, the tick, corked flushes).
-//! - `bridge`: rooms across instances through Redis (`--redis`): each worker's `link` queues
-//!   what a pass publishes, a `publisher` thread pipelines it to Redis, a `subscriber` thread
-//!   follows the rooms with local members and feeds other instances' frames into the workers'
-//!   inboxes. Nothing in it runs on a worker's thread but the link, which never blocks.
+//! - `bridge`: rooms across instances through Redis (`--redis`, or sharded pub/sub on a Redis
+//!   Cluster with `--redis-cluster`): each worker's `link` queues what a pass publishes, a
+//!   `publisher` thread pipelines it to Redis, `subscriber` threads follow the rooms with local
+//!   members and feed other instances' frames into the workers' inboxes. Nothing in it runs on
+//!   a worker's thread but the link, which never blocks.
 //! - `fanout`: `rooms` (who is in which room on one worker) and `bus` (frames between
 //!   workers, the seam for a bridge between instances). It never sees a socket.
 //! - `connection`: one connection's state machine, HTTP request to closed socket, over its

@@ -26,6 +26,13 @@ fn bad_arguments_give_one_line_and_status_2() {
         &["--redis", "http://127.0.0.1:6379"],
         &["--redis", "redis://127.0.0.1:6379/not-a-db"],
         &["--redis", "redis://127.0.0.1:6379", "--redis-queue", "0"],
+        &["--redis-cluster", "redis://127.0.0.1:7000,nope"],
+        &[
+            "--redis",
+            "redis://127.0.0.1:6379",
+            "--redis-cluster",
+            "redis://127.0.0.1:7000",
+        ],
         &["--no-such-option"],
     ];
     for args in cases {

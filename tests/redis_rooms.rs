@@ -19,17 +19,6 @@ fn instance(redis: &RedisServer) -> Server {
     })
 }
 
-/// The next data message's text, skipping keepalive pings.
-fn next_text(member: &mut Client) -> String {
-    loop {
-        match member.read().expect("read") {
-            Message::Text(t) => return t.to_string(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
 /// Waits until `n` instances are subscribed to `room`'s channel.
 fn wait_subscribed(redis: &RedisServer, room: &str, n: u64) {
     let channel = format!("{PREFIX}{room}");

@@ -12,13 +12,16 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest wait between attempts: how late at most a restarted Redis is noticed.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Time a connection attempt (TCP and the client's set-up commands) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Which of the bridge's two connections.
+/// Which of the bridge's connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Publisher,
+    /// A pub/sub connection (one per shard with `--redis-cluster`).
     Subscriber,
+    /// The connection that reads a cluster's shard map.
+    Topology,
 }
 
 impl Role {
@@ -26,46 +29,60 @@ impl Role {
         match self {
             Role::Publisher => "publisher",
             Role::Subscriber => "subscriber",
+            Role::Topology => "cluster map",
         }
     }
 }
 
-pub struct Connector {
-    client: redis::Client,
+/// Opens one kind of connection (`T`) to one place (`target`, for the logs).
+pub struct Connector<T> {
+    dial: Box<dyn FnMut() -> redis::RedisResult<T> + Send>,
+    target: String,
     role: Role,
     shared: Arc<Shared>,
     backoff: Duration,
     next_try: Instant,
     /// The state last logged; `None` before the first attempt.
     logged_up: Option<bool>,
+    /// Whether this connector counts in its role's gauge of connections up now.
+    counted_up: bool,
     /// `unlinked` when the link went down, so that coming back up can say how many frames the
     /// outage cost.
     unlinked_at_down: u64,
 }
 
-impl Connector {
-    pub fn new(client: redis::Client, role: Role, shared: Arc<Shared>) -> Connector {
+impl<T> Connector<T> {
+    pub fn new(
+        role: Role,
+        target: String,
+        shared: Arc<Shared>,
+        dial: impl FnMut() -> redis::RedisResult<T> + Send + 'static,
+    ) -> Connector<T> {
         Connector {
-            client,
+            dial: Box::new(dial),
+            target,
             role,
             shared,
             backoff: FIRST_BACKOFF,
             next_try: Instant::now(),
             logged_up: None,
+            counted_up: false,
             unlinked_at_down: 0,
         }
     }
 
     /// A new connection, when an attempt is due and succeeds.
-    pub fn connect(&mut self) -> Option<redis::Connection> {
+    pub fn connect(&mut self) -> Option<T> {
         if Instant::now() < self.next_try {
             return None;
         }
-        match self.client.get_connection_with_timeout(CONNECT_TIMEOUT) {
+        match (self.dial)() {
             Ok(conn) => {
                 self.backoff = FIRST_BACKOFF;
-                self.up_gauge().store(1, Ordering::Relaxed);
-                self.connects().fetch_add(1, Ordering::Relaxed);
+                self.count_up(true);
+                if let Some(connects) = self.connects() {
+                    connects.fetch_add(1, Ordering::Relaxed);
+                }
                 self.log_up();
                 Some(conn)
             }
@@ -91,16 +108,15 @@ impl Connector {
     }
 
     fn down(&mut self, error: &redis::RedisError) {
-        self.up_gauge().store(0, Ordering::Relaxed);
+        self.count_up(false);
         if self.logged_up == Some(false) {
             return;
         }
-        let addr = self.client.get_connection_info().addr();
-        let role = self.role.name();
+        let (target, role) = (&self.target, self.role.name());
         if self.logged_up.is_none() {
-            tracing::warn!(%addr, %error, "redis {role}: cannot connect; rooms stay local, retrying with backoff");
+            tracing::warn!(redis = %target, %error, "redis {role}: cannot connect; rooms stay local, retrying with backoff");
         } else {
-            tracing::warn!(%addr, %error, "redis {role}: link lost; retrying with backoff");
+            tracing::warn!(redis = %target, %error, "redis {role}: link lost; retrying with backoff");
         }
         self.logged_up = Some(false);
         self.unlinked_at_down = self.shared.meters.unlinked.load(Ordering::Relaxed);
@@ -110,33 +126,52 @@ impl Connector {
         if self.logged_up == Some(true) {
             return;
         }
-        let addr = self.client.get_connection_info().addr();
-        let role = self.role.name();
+        let (target, role) = (&self.target, self.role.name());
         let dropped = self.shared.meters.unlinked.load(Ordering::Relaxed) - self.unlinked_at_down;
         match (self.logged_up, self.role) {
-            (None, _) => tracing::info!(%addr, "redis {role}: connected"),
+            (None, _) => tracing::info!(redis = %target, "redis {role}: connected"),
             (_, Role::Publisher) if dropped > 0 => {
-                tracing::warn!(%addr, dropped, "redis {role}: link up; frames published while it was down were dropped")
+                tracing::warn!(redis = %target, dropped, "redis {role}: link up; frames published while it was down were dropped")
             }
-            (_, Role::Publisher) => tracing::info!(%addr, "redis {role}: link up"),
             (_, Role::Subscriber) => {
-                tracing::info!(%addr, "redis {role}: link up; subscribing every room again")
+                tracing::info!(redis = %target, "redis {role}: link up; subscribing every room again")
             }
+            (_, _) => tracing::info!(redis = %target, "redis {role}: link up"),
         }
         self.logged_up = Some(true);
     }
 
-    fn up_gauge(&self) -> &AtomicU64 {
-        match self.role {
-            Role::Publisher => &self.shared.meters.publisher_up,
-            Role::Subscriber => &self.shared.meters.subscriber_up,
+    /// Keeps the role's gauge of connections up in step with this connector.
+    fn count_up(&mut self, up: bool) {
+        if self.counted_up == up {
+            return;
+        }
+        self.counted_up = up;
+        let meters = &self.shared.meters;
+        let gauge = match self.role {
+            Role::Publisher => &meters.publisher_up,
+            Role::Subscriber => &meters.subscriber_up,
+            Role::Topology => return,
+        };
+        if up {
+            gauge.fetch_add(1, Ordering::Relaxed);
+        } else {
+            gauge.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
-    fn connects(&self) -> &AtomicU64 {
+    fn connects(&self) -> Option<&AtomicU64> {
+        let meters = &self.shared.meters;
         match self.role {
-            Role::Publisher => &self.shared.meters.publisher_connects,
-            Role::Subscriber => &self.shared.meters.subscriber_connects,
+            Role::Publisher => Some(&meters.publisher_connects),
+            Role::Subscriber => Some(&meters.subscriber_connects),
+            Role::Topology => None,
         }
+    }
+}
+
+impl<T> Drop for Connector<T> {
+    fn drop(&mut self) {
+        self.count_up(false);
     }
 }

@@ -16,7 +16,9 @@
 //!   connection.
 //! - the `subscriber` thread holds one pub/sub connection, keeps its subscriptions equal to
 //!   `Interest`, and hands what other instances publish to the workers' mailboxes as
-//!   `Envelope::Deliver`.
+//!   `Envelope::Deliver`. On a Redis Cluster (`--redis-cluster`) rooms use sharded pub/sub:
+//!   the publisher sends SPUBLISH through the client's cluster connection, and the subscriber
+//!   runs one connection per shard primary (see `subscriber`).
 //!
 //! Faults: both connections are re-established with backoff (`connector`), logging once per
 //! change of state; while the publisher's link is down, what workers publish is still
@@ -43,11 +45,12 @@ use crate::fanout::bus::Mailbox;
 pub use link::Link;
 pub use stats::BridgeStats;
 
-use connector::{Connector, Role};
+use connector::{Connector, Role, CONNECT_TIMEOUT};
 use interest::Interest;
-use publisher::Publisher;
+use publisher::{Publisher, Sink};
+use redis::IntoConnectionInfo;
 use stats::Meters;
-use subscriber::Subscriber;
+use subscriber::Deliverer;
 use wire::Origin;
 
 /// How long shutdown waits for the bridge threads; one still blocked on Redis then is left to
@@ -73,9 +76,17 @@ impl Shared {
     }
 }
 
+/// The Redis the instances meet on.
+pub(crate) enum Target<'a> {
+    /// One Redis (`--redis`): PUBLISH and SUBSCRIBE.
+    Single(&'a RedisUrl),
+    /// A Redis Cluster (`--redis-cluster`, seed nodes): sharded pub/sub.
+    Cluster(&'a [RedisUrl]),
+}
+
 /// Where and how to reach the other instances.
 pub(crate) struct Settings<'a> {
-    pub url: &'a RedisUrl,
+    pub target: Target<'a>,
     pub prefix: &'a str,
     pub queue_limit: usize,
 }
@@ -94,8 +105,7 @@ impl Bridge {
         settings: Settings<'_>,
         mailboxes: Vec<Mailbox>,
     ) -> io::Result<(Bridge, Vec<Link>)> {
-        let client = redis::Client::open(settings.url.as_str())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let invalid = |e: redis::RedisError| io::Error::new(io::ErrorKind::InvalidInput, e);
         let shared = Arc::new(Shared::new(settings.queue_limit));
         let origin = Origin::random();
         let stop = Arc::new(AtomicBool::new(false));
@@ -110,31 +120,60 @@ impl Bridge {
             stop: stop.clone(),
             threads: Vec::with_capacity(2),
         };
-        let publisher = Publisher::new(
-            Connector::new(client.clone(), Role::Publisher, shared.clone()),
-            shared.clone(),
-            origin,
-            settings.prefix.to_string(),
-        );
-        bridge.threads.push(
-            std::thread::Builder::new()
-                .name("corecast-redis-pub".into())
-                .spawn(move || publisher.run(queue))?,
-        );
-        let subscriber = Subscriber {
-            connector: Connector::new(client, Role::Subscriber, shared.clone()),
-            shared,
+        let deliverer = Deliverer {
+            shared: shared.clone(),
             origin,
             prefix: settings.prefix.to_string(),
             mailboxes,
             stop,
         };
+        let (publisher, subscriber): (Connector<Sink>, Box<dyn FnOnce() + Send>) =
+            match settings.target {
+                Target::Single(url) => {
+                    let info = url.as_str().into_connection_info().map_err(invalid)?;
+                    let client = redis::Client::open(info.clone()).map_err(invalid)?;
+                    let target = info.addr().to_string();
+                    let publisher =
+                        Connector::new(Role::Publisher, target, shared.clone(), move || {
+                            client
+                                .get_connection_with_timeout(CONNECT_TIMEOUT)
+                                .map(Sink::Node)
+                        });
+                    let subscriber = move || subscriber::run_single(deliverer, info);
+                    (publisher, Box::new(subscriber))
+                }
+                Target::Cluster(seeds) => {
+                    let infos = seeds
+                        .iter()
+                        .map(|url| url.as_str().into_connection_info())
+                        .collect::<redis::RedisResult<Vec<_>>>()
+                        .map_err(invalid)?;
+                    let client = redis::cluster::ClusterClient::builder(infos.clone())
+                        .connection_timeout(CONNECT_TIMEOUT)
+                        .build()
+                        .map_err(invalid)?;
+                    let addrs: Vec<String> = infos.iter().map(|i| i.addr().to_string()).collect();
+                    let target = format!("cluster {}", addrs.join(","));
+                    let publisher =
+                        Connector::new(Role::Publisher, target, shared.clone(), move || {
+                            client.get_connection().map(|c| Sink::Cluster(Box::new(c)))
+                        });
+                    let subscriber = move || subscriber::run_cluster(deliverer, infos);
+                    (publisher, Box::new(subscriber))
+                }
+            };
+        let publisher = Publisher::new(publisher, shared, origin, settings.prefix.to_string());
+        bridge.threads.push(
+            std::thread::Builder::new()
+                .name("corecast-redis-pub".into())
+                .spawn(move || publisher.run(queue))?,
+        );
         bridge.threads.push(
             std::thread::Builder::new()
                 .name("corecast-redis-sub".into())
-                .spawn(move || subscriber.run())?,
+                .spawn(subscriber)?,
         );
-        tracing::info!(redis = %settings.url, prefix = settings.prefix, instance = %origin, "rooms span instances through redis");
+        tracing::info!(prefix = settings.prefix, instance = %origin, "rooms span instances through redis");
         Ok((bridge, links))
     }
 

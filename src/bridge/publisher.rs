@@ -1,6 +1,8 @@
 //! The publisher thread: takes the workers' batches off the queue and writes them to Redis on
 //! one connection, as one pipeline of PUBLISH commands per round (everything queued, up to a
-//! bound), so a busy pass costs one round trip. While the link is down it keeps draining the
+//! bound), so a busy pass costs one round trip. With `--redis-cluster` the connection is the
+//! client's cluster connection and the commands are SPUBLISH, each routed by the client to the
+//! shard that owns its room's channel. While the link is down it keeps draining the
 //! queue, dropping and counting what it takes, so neither the queue nor a worker ever waits
 //! for Redis.
 
@@ -12,6 +14,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::bridge::connector::Connector;
 use crate::bridge::link::Batch;
+use crate::bridge::link::Outgoing;
 use crate::bridge::wire::{self, Origin};
 use crate::bridge::Shared;
 
@@ -27,9 +30,64 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// state (and the log) follows Redis going away even when nobody publishes.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
+/// The publishing connection.
+pub enum Sink {
+    /// One Redis: PUBLISH.
+    Node(redis::Connection),
+    /// A cluster: SPUBLISH, routed by channel. (Boxed: it is much larger than a plain
+    /// connection, and there is one sink per process.)
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+impl Sink {
+    fn set_timeouts(&self, timeout: Duration) -> redis::RedisResult<()> {
+        match self {
+            Sink::Node(conn) => conn
+                .set_read_timeout(Some(timeout))
+                .and_then(|()| conn.set_write_timeout(Some(timeout))),
+            Sink::Cluster(conn) => conn
+                .set_read_timeout(Some(timeout))
+                .and_then(|()| conn.set_write_timeout(Some(timeout))),
+        }
+    }
+
+    /// Publishes `frames` as one pipeline; `payload` makes each one's channel and message.
+    fn publish<'a>(
+        &mut self,
+        frames: impl Iterator<Item = &'a Outgoing>,
+        mut payload: impl FnMut(&Outgoing) -> (String, Vec<u8>),
+    ) -> redis::RedisResult<()> {
+        match self {
+            Sink::Node(conn) => {
+                let mut pipe = redis::pipe();
+                for out in frames {
+                    let (channel, message) = payload(out);
+                    pipe.cmd("PUBLISH").arg(channel).arg(message).ignore();
+                }
+                pipe.exec(conn)
+            }
+            Sink::Cluster(conn) => {
+                let mut pipe = redis::cluster::cluster_pipe();
+                for out in frames {
+                    let (channel, message) = payload(out);
+                    pipe.cmd("SPUBLISH").arg(channel).arg(message).ignore();
+                }
+                pipe.exec(conn)
+            }
+        }
+    }
+
+    fn ping(&mut self) -> redis::RedisResult<()> {
+        match self {
+            Sink::Node(conn) => redis::cmd("PING").exec(conn),
+            Sink::Cluster(conn) => redis::cmd("PING").exec(conn),
+        }
+    }
+}
+
 pub struct Publisher {
-    connector: Connector,
-    conn: Option<redis::Connection>,
+    connector: Connector<Sink>,
+    conn: Option<Sink>,
     shared: Arc<Shared>,
     origin: Origin,
     prefix: String,
@@ -38,7 +96,7 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(
-        connector: Connector,
+        connector: Connector<Sink>,
         shared: Arc<Shared>,
         origin: Origin,
         prefix: String,
@@ -90,19 +148,16 @@ impl Publisher {
             meters.unlinked.fetch_add(frames as u64, Ordering::Relaxed);
             return;
         };
-        let mut pipe = redis::pipe();
-        let mut channel = String::new();
-        for out in round.iter().flat_map(|batch| &batch.frames) {
-            channel.clear();
-            channel.push_str(&self.prefix);
-            channel.push_str(&out.room);
-            pipe.cmd("PUBLISH")
-                .arg(&channel)
-                .arg(wire::encode(&self.origin, &out.frame))
-                .ignore();
-        }
+        let (origin, prefix) = (&self.origin, &self.prefix);
+        let frames_of_round = round.iter().flat_map(|batch| &batch.frames);
         self.last_used = Instant::now();
-        match pipe.exec(conn) {
+        let sent = conn.publish(frames_of_round, |out| {
+            (
+                format!("{prefix}{}", out.room),
+                wire::encode(origin, &out.frame),
+            )
+        });
+        match sent {
             Ok(()) => {
                 meters.published.fetch_add(frames as u64, Ordering::Relaxed);
             }
@@ -118,7 +173,7 @@ impl Publisher {
             None => self.connect(),
             Some(conn) if self.last_used.elapsed() >= IDLE_CHECK => {
                 self.last_used = Instant::now();
-                if let Err(e) = redis::cmd("PING").exec(conn) {
+                if let Err(e) = conn.ping() {
                     self.lose(&e);
                 }
             }
@@ -130,10 +185,7 @@ impl Publisher {
         let Some(conn) = self.connector.connect() else {
             return;
         };
-        let timeouts = conn
-            .set_read_timeout(Some(ANSWER_TIMEOUT))
-            .and_then(|()| conn.set_write_timeout(Some(ANSWER_TIMEOUT)));
-        match timeouts {
+        match conn.set_timeouts(ANSWER_TIMEOUT) {
             Ok(()) => {
                 self.conn = Some(conn);
                 self.last_used = Instant::now();

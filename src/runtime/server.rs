@@ -104,10 +104,15 @@ impl Server {
         let stopper = Stopper {
             mailboxes: mailboxes.clone(),
         };
-        let (bridge, links) = match &config.redis {
-            Some(url) => {
+        let target = match (&config.redis, config.redis_cluster.as_slice()) {
+            (Some(url), _) => Some(bridge::Target::Single(url)),
+            (None, []) => None,
+            (None, seeds) => Some(bridge::Target::Cluster(seeds)),
+        };
+        let (bridge, links) = match target {
+            Some(target) => {
                 let settings = bridge::Settings {
-                    url,
+                    target,
                     prefix: &config.redis_prefix,
                     queue_limit: config.redis_queue,
                 };
@@ -301,8 +306,12 @@ fn validate(config: &Config, workers: usize, memory_limit: usize) -> Result<(), 
     if config.cpus.as_ref().is_some_and(|c| c.0.is_empty()) {
         return fail("CPU list is empty");
     }
-    if config.redis.is_some() && config.redis_queue == 0 {
+    let bridged = config.redis.is_some() || !config.redis_cluster.is_empty();
+    if bridged && config.redis_queue == 0 {
         return fail("redis queue must be at least 1 byte");
+    }
+    if config.redis.is_some() && !config.redis_cluster.is_empty() {
+        return fail("--redis and --redis-cluster exclude each other");
     }
     Ok(())
 }

@@ -281,6 +281,17 @@ pub fn echo_text(ws: &mut Client, text: &str) -> Result<(), String> {
     }
 }
 
+/// The next text message, skipping keepalive pings; fails on anything else.
+pub fn next_text(member: &mut Client) -> String {
+    loop {
+        match member.read().expect("read") {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
 /// Sum of one counter over every worker.
 pub fn total(server: &Server, counter: impl Fn(&corecast::Counters) -> u64) -> u64 {
     server.stats().iter().map(counter).sum()

@@ -43,10 +43,19 @@ impl RedisServer {
     /// Starts the process (again) on the same port and waits until it answers PING.
     pub fn launch(&mut self) {
         assert!(self.child.is_none(), "redis-server already running");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--dir", &std::env::temp_dir().to_string_lossy()])
+        let mut command = Command::new("redis-server");
+        command.args(["--port", &self.port.to_string()]).args([
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        if !self.args.iter().any(|a| a == "--dir") {
+            command.args(["--dir", &std::env::temp_dir().to_string_lossy()]);
+        }
+        let child = command
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -104,8 +113,13 @@ impl RedisServer {
 
     /// Subscribers of `channel` (PUBSUB NUMSUB): one per instance subscribed.
     pub fn numsub(&self, channel: &str) -> u64 {
+        self.subscribers("NUMSUB", channel)
+    }
+
+    /// PUBSUB NUMSUB or SHARDNUMSUB for one channel.
+    fn subscribers(&self, subcommand: &str, channel: &str) -> u64 {
         let reply: (String, u64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
+            .arg(subcommand)
             .arg(channel)
             .query(&mut self.connection())
             .expect("PUBSUB NUMSUB");
@@ -134,4 +148,113 @@ impl Drop for RedisServer {
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
+}
+
+/// A local Redis Cluster: `n` primaries (no replicas) on free ports, slots spread by
+/// `redis-cli --cluster create`, each node's state in its own temporary folder.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    pub fn start(n: usize) -> RedisCluster {
+        let dir = std::env::temp_dir().join(format!(
+            "corecast-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dir_arg = dir.to_string_lossy().into_owned();
+        let nodes: Vec<RedisServer> = (0..n)
+            .map(|_| {
+                let port = free_port();
+                let config = format!("nodes-{port}.conf");
+                let args = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &config,
+                    "--dir",
+                    &dir_arg,
+                ];
+                RedisServer::start_with(port, &args)
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli on PATH");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let cluster = RedisCluster { nodes, dir };
+        wait_until_ok(&cluster);
+        cluster
+    }
+
+    pub fn urls(&self) -> Vec<RedisUrl> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// Subscribers of sharded `channel`, counted on every node (only its shard's has any).
+    pub fn shard_numsub(&self, channel: &str) -> u64 {
+        self.nodes.iter().map(|n| shard_numsub(n, channel)).sum()
+    }
+
+    /// The nodes holding sharded subscriptions to `channel`, by index.
+    pub fn nodes_serving(&self, channel: &str) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| shard_numsub(&self.nodes[i], channel) > 0)
+            .collect()
+    }
+
+    /// Sharded channels with subscribers on any node matching `pattern`.
+    pub fn shard_channels(&self, pattern: &str) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .nodes
+            .iter()
+            .flat_map(|n| {
+                redis::cmd("PUBSUB")
+                    .arg("SHARDCHANNELS")
+                    .arg(pattern)
+                    .query::<Vec<String>>(&mut n.connection())
+                    .expect("PUBSUB SHARDCHANNELS")
+            })
+            .collect();
+        all.sort();
+        all
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn shard_numsub(node: &RedisServer, channel: &str) -> u64 {
+    node.subscribers("SHARDNUMSUB", channel)
+}
+
+/// Waits until every node reports the cluster's state as ok (slots agreed on).
+fn wait_until_ok(cluster: &RedisCluster) {
+    let ok = poll_until(TIMEOUT, || {
+        cluster.nodes.iter().all(|n| {
+            redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query::<String>(&mut n.connection())
+                .is_ok_and(|info| info.contains("cluster_state:ok"))
+        })
+    });
+    assert!(ok, "the cluster never reached state ok");
 }
