@@ -16,6 +16,8 @@
 #   results.json   medians, every repetition, ratios, the machine and the command
 #   table.md       the table printed at the end
 #   chart.svg      benches/chart.py's rendering of results.json
+#   latency.svg    the latency test's percentile distributions, one line per server
+#                  (benches/compare/percentile_plot.py over the runs' .hgrm files)
 #   raw/           loadgen's JSON report and server logs of every single run
 #
 # Needs: cargo, taskset, python3 (stdlib only); node + npm for the node-ws peer (skipped
@@ -493,7 +495,8 @@ test_latency() {
         for s in "${SERVER_LIST[@]}"; do
             log "latency at $rate msg/s (100 x 512 B, open loop): $s (rep $rep/$REPS)"
             URL_PATH=/echo measure latency "$s" "$rep" --conns 100 --size 512 --rate "$rate" \
-                --duration "${OPEN_DURATION}s" --warmup 2s "${OPEN_LOOP[@]}"
+                --duration "${OPEN_DURATION}s" --warmup 2s "${OPEN_LOOP[@]}" \
+                --hgrm "$RAW/latency.$s.$rep.hgrm"
         done
     done
 }
@@ -583,7 +586,12 @@ main() {
         --servers "$(IFS=,; echo "${SERVER_LIST[*]}")" --clk-tck "$CLK_TCK" --started "$started" --git "$git_at_start" \
         --command "benches/compare.sh ${ARGS[*]}" --root "$ROOT" "${variants[@]}"
     python3 "$ROOT/benches/chart.py" "$OUT/results.json" "$OUT/chart.svg"
-    log "wrote $OUT/results.json, $OUT/table.md, $OUT/chart.svg"
+    local wrote="$OUT/results.json, $OUT/table.md, $OUT/chart.svg"
+    if wants latency && python3 "$ROOT/benches/compare/percentile_plot.py" "$RAW" \
+        "$OUT/latency.svg" --servers "$(IFS=,; echo "${SERVER_LIST[*]}")"; then
+        wrote+=", $OUT/latency.svg"
+    fi
+    log "wrote $wrote"
 }
 
 main; exit

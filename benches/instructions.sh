@@ -33,8 +33,9 @@ while [[ $# -gt 0 ]]; do
         --conns) CONNS=$2; shift ;;
         --windows) SHORT=${2%,*} LONG=${2#*,}; shift ;;
         --out) OUT=$2; shift ;;
+        --port) PORT=$2; shift ;;
         -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"
-            echo "Options: --servers LIST --variant NAME=CMD --rate N [$RATE] --size N [$SIZE] --conns N [$CONNS] --windows S,L [$SHORT,$LONG] --out DIR"
+            echo "Options: --servers LIST --variant NAME=CMD --rate N [$RATE] --size N [$SIZE] --conns N [$CONNS] --windows S,L [$SHORT,$LONG] --out DIR --port N [$PORT] (first of the ports used; runs at the same time need different ones)"
             exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac

@@ -12,7 +12,7 @@ use oskit::units::{parse_duration, parse_size};
 /// corecast: a thread-per-core WebSocket echo and broadcast server.
 ///
 /// Endpoints: ws://HOST:PORT/echo, ws://HOST:PORT/broadcast[/ROOM], GET / (demo page),
-/// GET /healthz.
+/// GET /healthz, GET /metrics (Prometheus), GET /stats.json.
 #[derive(Debug, Parser)]
 #[command(name = "corecast", version, about, long_about = None)]
 pub struct Args {
@@ -99,6 +99,20 @@ pub struct Args {
     /// (and counted) instead of queued.
     #[arg(long, env = "CORECAST_REDIS_QUEUE", default_value = "32MiB", value_parser = parse_size)]
     pub redis_queue: usize,
+    /// Serve /metrics and /stats.json only on this address (e.g. 127.0.0.1:9090), not on the
+    /// public port [default: on the public port].
+    #[arg(long, env = "CORECAST_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log format: `text` for people, `json` (one object per line) for log shippers.
+    #[arg(long, env = "CORECAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Args {
@@ -126,6 +140,7 @@ impl Args {
             redis_cluster: self.redis_cluster,
             redis_prefix: self.redis_prefix,
             redis_queue: self.redis_queue,
+            metrics_listen: self.metrics_listen,
         }
     }
 }
@@ -150,6 +165,25 @@ mod tests {
         assert_eq!(config.redis_prefix, want.redis_prefix);
         assert_eq!(config.redis_queue, want.redis_queue);
         assert!(config.pin);
+        assert_eq!(config.metrics_listen, want.metrics_listen);
+    }
+
+    #[test]
+    fn metrics_listener_and_log_format() {
+        let args = Args::parse_from([
+            "corecast",
+            "--metrics-listen",
+            "127.0.0.1:9090",
+            "--log-format",
+            "json",
+        ]);
+        assert_eq!(args.log_format, LogFormat::Json);
+        let config = args.into_config();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        assert!(Args::try_parse_from(["corecast", "--log-format", "xml"]).is_err());
     }
 
     #[test]

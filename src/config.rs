@@ -56,6 +56,9 @@ pub struct Config {
     /// Silence after which a connection drops its WebSocket parser state and read buffer, to be
     /// rebuilt on its next input: idle connections then cost a few hundred bytes. Zero never.
     pub rest_after: Duration,
+    /// Serve `/metrics` and `/stats.json` only on this address (a thread of their own), not on
+    /// `listen`. `None`: the public port answers them.
+    pub metrics_listen: Option<SocketAddr>,
     /// Redis through which this instance's rooms are joined with every other instance's on the
     /// same Redis. `None`: rooms end at this process and no Redis is needed.
     pub redis: Option<RedisUrl>,
@@ -91,6 +94,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             stats_interval: Duration::from_secs(10),
             rest_after: Duration::from_secs(1),
+            metrics_listen: None,
             redis: None,
             redis_cluster: Vec::new(),
             redis_prefix: "corecast:room:".to_string(),

@@ -8,7 +8,8 @@
 //! Layout, top down; each layer uses only layers listed after it (`tests/layers.rs` checks):
 //! - `runtime`: the threads. `server` starts the pinned workers, wires their inboxes together
 //!   and stops them; `worker` is one thread's mio loop (its SO_REUSEPORT `listener`, its
-//!   connections in a `Slab` keyed by token, the tick, corked flushes).
+//!   connections in a `Slab` keyed by token, the tick, corked flushes); `metrics_listener` is
+//!   the optional thread that serves `/metrics` on its own address.
 //! - `bridge`: rooms across instances through Redis (`--redis`, or sharded pub/sub on a Redis
 //!   Cluster with `--redis-cluster`): each worker's `link` queues what a pass publishes, a
 //!   `publisher` thread pipelines it to Redis, `subscriber` threads follow the rooms with local
@@ -24,7 +25,11 @@
 //! - `budget`: each worker's share of `--memory-limit` and what its connections hold.
 //! - `protocol`: the wire, without I/O: `http` (requests, upgrade decisions, answers), `frame`
 //!   (server frames, encoded once and shared), `boundary` (where client frames end).
-//! - `stats`: each worker's counters, plain integers published once per tick.
+//! - `metrics`: what the workers published, as `/metrics` (Prometheus text, encoded by
+//!   prometheus-client) and `/stats.json`; served by `runtime::metrics_listener` or by the
+//!   connections on the public port.
+//! - `stats`: each worker's counters and loop-pass histogram, plain integers published once
+//!   per tick.
 //! - `config`: every setting, with the embedded defaults.
 //! - `error`: what can stop a server from starting.
 //!
@@ -47,6 +52,7 @@ mod config;
 mod connection;
 mod error;
 mod fanout;
+mod metrics;
 mod protocol;
 mod runtime;
 mod stats;

@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 mod cli;
 
-use cli::Args;
+use cli::{Args, LogFormat};
 use corecast::Server;
 
 fn main() -> ExitCode {
@@ -27,14 +27,19 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match args.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // Event fields at the top level of each object, where log shippers look for them.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(s) => s,

@@ -1,6 +1,10 @@
 //! A real browser against a real server: headless Chromium loads the demo page in self-test
-//! mode, which checks subprotocol negotiation, text and binary echo, a broadcast room and a
-//! clean close with the browser's own WebSocket, then reports to a room this test listens on.
+//! mode, which checks with the browser's own WebSocket: subprotocol negotiation, text and
+//! binary echo, a broadcast room, a clean close; and through the page's own code: the
+//! readyState history CONNECTING → OPEN → CLOSING → CLOSED, bufferedAmount rising during a
+//! burst and draining, the Close button's code and reason coming back in a clean close event,
+//! the error and 1006 close of a refused upgrade, and the live server stats from /stats.json.
+//! It then reports to a room this test listens on.
 //!
 //! Needs Chromium (`apt-get install chromium`), so it is `#[ignore]`d in the plain test run
 //! and run by `.ci/run` (which installs Chromium) with `--ignored`.
@@ -60,8 +64,17 @@ fn chromium_passes_the_demo_page_self_test() {
     };
     println!("{summary}");
     assert!(
-        summary.starts_with("selftest: 5 passed, 0 failed"),
+        summary.starts_with("selftest: 10 passed, 0 failed"),
         "{summary}"
     );
+    for check in [
+        "readyState",
+        "bufferedAmount",
+        "close button",
+        "error event",
+        "live stats",
+    ] {
+        assert!(summary.contains(&format!("ok {check}")), "{summary}");
+    }
     let _ = std::fs::remove_dir_all(profile);
 }

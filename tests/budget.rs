@@ -66,7 +66,6 @@ fn attack(attacker: fn(SocketAddr) -> TcpStream) {
         total(&server, |c| c.sheds) >= at_least as u64
     });
     healthy.assert_echoing("while the budget sheds");
-    let sheds = total(&server, |c| c.sheds);
 
     // Every shed connection was an attacker, told 1013 before its connection ended; the
     // others are still open and silent.
@@ -80,7 +79,13 @@ fn attack(attacker: fn(SocketAddr) -> TcpStream) {
             told += 1;
         }
     }
-    assert_eq!(told as u64, sheds, "every shed attacker got 1013");
+    // Reads still in flight may shed more after the count was taken, so the attackers told
+    // are between what had to go and what the server has shed by now.
+    let sheds = total(&server, |c| c.sheds);
+    assert!(
+        told >= at_least && told as u64 <= sheds,
+        "{told} attackers got 1013; {sheds} shed, at least {at_least} had to be"
+    );
     let held = total(&server, |c| c.memory_held);
     assert!(
         held <= LIMIT as u64,

@@ -34,6 +34,8 @@ fn bad_arguments_give_one_line_and_status_2() {
             "redis://127.0.0.1:7000",
         ],
         &["--no-such-option"],
+        &["--log-format", "xml"],
+        &["--metrics-listen", "nowhere"],
     ];
     for args in cases {
         let out = Command::new(BIN)
@@ -125,4 +127,69 @@ fn a_second_signal_exits_at_once() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     signal(&child, libc::SIGINT);
     assert_eq!(child.wait().unwrap().code(), Some(130));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_the_stats_line_waits_for_a_change() {
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--workers", "2"])
+        .args(["--log-format", "json", "--stats-interval", "50ms"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen: Vec<serde_json::Value> = Vec::new();
+    let mut next = |within: std::time::Duration| -> Option<serde_json::Value> {
+        let line = rx.recv_timeout(within).ok()?;
+        let object: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
+        assert!(object.is_object(), "{line}");
+        assert!(
+            object["timestamp"].is_string() && object["level"].is_string(),
+            "{line}"
+        );
+        seen.push(object.clone());
+        Some(object)
+    };
+    let is_stats = |o: &serde_json::Value| o["message"].as_str().unwrap_or("").starts_with("stats");
+    let addr: SocketAddr = loop {
+        let line = next(TIMEOUT).expect("startup line");
+        if let Some(addr) = line["addr"].as_str() {
+            break addr.parse().unwrap();
+        }
+    };
+    // Idle for twenty stats intervals: nothing changed, so no stats line.
+    let idle_until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while let Some(left) = idle_until.checked_duration_since(std::time::Instant::now()) {
+        if let Some(line) = next(left) {
+            assert!(!is_stats(&line), "stats line while idle: {line}");
+        }
+    }
+    let mut ws = connect(addr, "/echo");
+    ws.send(Message::text("hi")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("hi"));
+    let stats = loop {
+        let line = next(TIMEOUT).expect("a stats line after traffic");
+        if is_stats(&line) {
+            break line;
+        }
+    };
+    assert!(
+        stats["message"].as_str().unwrap().contains("conns=1"),
+        "{stats}"
+    );
+    drop(ws);
+    signal(&child, libc::SIGTERM);
+    while next(TIMEOUT).is_some() {}
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(seen.iter().any(|o| o["message"] == "stopped"), "{seen:?}");
 }

@@ -253,6 +253,7 @@ fn healthz(addr: SocketAddr) -> String {
 fn a_flood_past_capacity_gets_503s_while_healthz_answers() {
     let server = ChildServer::spawn(NOFILE, None);
     let addr = server.addr;
+    wait_until("the capacity to be logged", || server.logged("capacity="));
     let capacity = server
         .log
         .lock()

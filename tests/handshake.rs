@@ -15,7 +15,9 @@ fn index_page_and_health_check() {
     let page = http_exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status(&page), 200);
     assert!(page.contains("text/html"));
-    assert!(page.contains("new WebSocket(base + \"/echo\""));
+    assert!(page.contains("new WebSocket(base + path"));
+    assert!(page.contains("watch(\"echo\", \"/echo\""));
+    assert!(page.contains("fetch(\"stats.json\""));
     let health = http_exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status(&health), 200);
     assert!(health.ends_with("\r\n\r\nok\n"));

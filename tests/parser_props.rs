@@ -44,6 +44,12 @@ fn check(buf: &[u8], policy: &Policy) -> Result<(), TestCaseError> {
                     prop_assert!(text.starts_with(&status_line));
                     prop_assert!(text.contains("\r\nConnection: close\r\n"));
                 }
+                Decision::Stats(_) => {
+                    prop_assert_eq!(&head.method, "GET");
+                    prop_assert!(
+                        head.path.starts_with("/metrics") || head.path.starts_with("/stats.json")
+                    );
+                }
             }
         }
     }
@@ -249,6 +255,7 @@ fn generator_covers_every_kind_of_answer() {
         match http::decide(&head, &Policy::default()) {
             Decision::Upgrade { .. } => upgrades += 1,
             Decision::Respond(r) if r.status == 200 => pages += 1,
+            Decision::Stats(_) => pages += 1,
             Decision::Respond(_) => rejections += 1,
         }
     }

@@ -114,6 +114,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub hgrm: Option<PathBuf>,
 
+    /// Write a latency percentile plot (self-contained SVG: latency against percentile on a
+    /// log scale of 1/(1-p), as HdrHistogram plots it) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+
     /// After the traffic, how long to wait for replies still in flight before counting them lost.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -300,6 +305,7 @@ impl Args {
             publishers,
             json: self.json,
             hgrm: self.hgrm,
+            plot: self.plot,
             drain_timeout: self.drain_timeout,
             progress_interval: self.progress_interval,
             busy_poll: self.busy_poll,

@@ -53,8 +53,6 @@ pub fn run_process(
     shard: ShardId,
     control: &mut dyn Control,
 ) -> Result<Stats, EngineError> {
-    let began = oskit::clock::now_ns();
-    let mut ramp_ns = 0;
     let threads = plan.threads;
     let of = threads * shard.count as usize;
     let shared = Arc::new(Shared::default());
@@ -107,7 +105,6 @@ pub fn run_process(
         }
         if !started && shared.ramped.load(Ordering::Acquire) == threads {
             started = true;
-            ramp_ns = oskit::clock::now_ns() - began;
             match control.ramp_done(&total) {
                 Some(start) => shared.start_ns.store(start.max(1), Ordering::Release),
                 None => shared.abort.store(true, Ordering::Release),
@@ -120,7 +117,6 @@ pub fn run_process(
         let stats = handle.join().map_err(|_| EngineError::Panicked)?;
         merged.merge(&stats);
     }
-    merged.ramp_ns = ramp_ns;
     Ok(merged)
 }
 

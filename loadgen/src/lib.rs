@@ -13,6 +13,7 @@
 //! - `receive`: the check of every message received (payload, sender, order) and its latency
 //!   from the intended send time.
 //! - `sampling`: the progress samples a worker sends the engine.
+//! - `plot`: the latency percentile plot (SVG), one line per run.
 //! - `report`: the final table, JSON, `.hgrm` file and exit status.
 //! - `stats`: counters and histograms, merging, and their wire form between processes.
 //! - `plan`: the validated description of a run that every module below `cli` reads.
@@ -35,6 +36,7 @@ mod handshake;
 mod pacing;
 pub mod payload;
 pub mod plan;
+pub mod plot;
 pub mod progress;
 mod ramp;
 mod receive;

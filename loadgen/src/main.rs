@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 use loadgen::cli::Args;
 use loadgen::plan::{Plan, ShardId};
+use loadgen::plot::{self, Series};
 use loadgen::progress::Progress;
 use loadgen::report::{write_hgrm, Report};
 use loadgen::{engine, shard};
@@ -81,6 +82,11 @@ fn run() -> anyhow::Result<u8> {
             .and_then(|mut f| write_hgrm(&stats.latency, &mut f).map(|()| f))
             .with_context(|| format!("writing {}", path.display()))?;
         std::io::Write::flush(&mut file)?;
+    }
+    if let Some(path) = &plan.plot {
+        let line = Series::of(report.urls.join(" "), &stats.latency);
+        std::fs::write(path, plot::svg(&report.headline(), &[line]))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(report.exit_code() as u8)
 }

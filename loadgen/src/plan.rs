@@ -111,6 +111,8 @@ pub struct Plan {
     pub json: Option<PathBuf>,
     /// Where to write the latency distribution.
     pub hgrm: Option<PathBuf>,
+    /// Where to write the latency percentile plot (SVG).
+    pub plot: Option<PathBuf>,
     /// Wait for in-flight replies after the traffic.
     pub drain_timeout: Duration,
     /// Plain progress lines this often (zero: none).
@@ -181,6 +183,7 @@ impl Plan {
             publishers: 0,
             json: None,
             hgrm: None,
+            plot: None,
             drain_timeout: Duration::from_secs(5),
             progress_interval: Duration::from_secs(2),
             busy_poll: false,

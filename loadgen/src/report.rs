@@ -11,8 +11,12 @@ use std::path::Path;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::connection::FailReason;
 use crate::plan::{Load, Mode, Plan};
-use crate::stats::Stats;
+use crate::stats::{percentile_distribution, Stats};
+
+/// Where a user learns how to give a server more capacity (the README section on it).
+pub const CAPACITY_HELP: &str = "README.md#operating-it";
 
 /// Percentiles of one histogram (µs).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -61,18 +65,25 @@ pub struct PublisherRow {
     pub out_of_order: u64,
 }
 
-/// Connection outcome counts.
+/// Connection outcome counts: `attempted = established + failed + abandoned`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ConnSummary {
-    /// Seconds from the first attempt until every connection was established or failed.
+    /// Seconds from the first attempt until every connection was established or failed, or
+    /// until the run stopped attempting (failure limit, abort).
     pub ramp_s: f64,
     /// Connections established per second of ramp.
     pub connect_rate: f64,
     pub attempted: u64,
     pub established: u64,
+    /// Failed attempts, all reasons.
+    pub failed_total: u64,
+    /// Attempts still connecting or upgrading when the run stopped early.
+    pub abandoned: u64,
     /// Established connections still open when the traffic (or the idle hold) ended:
     /// `established` minus `dropped`.
     pub held: u64,
+    /// The most established connections open at once.
+    pub peak_held: u64,
     pub failed: std::collections::BTreeMap<String, u64>,
     pub dropped: std::collections::BTreeMap<String, u64>,
 }
@@ -139,6 +150,8 @@ pub struct Report {
     pub traffic_sleeps: u64,
     pub publishers: Vec<PublisherRow>,
     pub failure_limit_hit: bool,
+    /// The server answered 503 (at capacity): the one line that says so and what to do.
+    pub at_capacity: Option<String>,
     pub aborted: bool,
     /// Nothing lost, unsent, duplicated, reordered or corrupt, and the run completed.
     pub ok: bool,
@@ -186,6 +199,14 @@ impl Report {
             out_of_order: c.out_of_order,
             corrupt: c.corrupt,
         };
+        let held = c
+            .established
+            .saturating_sub(c.dropped.values().sum::<u64>());
+        let refused = c
+            .failed
+            .get(&FailReason::HttpStatus(503).to_string())
+            .copied()
+            .unwrap_or(0);
         let clean = messages.lost == 0
             && messages.unsent == 0
             && messages.duplicates == 0
@@ -213,9 +234,10 @@ impl Report {
                 },
                 attempted: c.attempted,
                 established: c.established,
-                held: c
-                    .established
-                    .saturating_sub(c.dropped.values().sum::<u64>()),
+                failed_total: c.failed.values().sum(),
+                abandoned: c.abandoned,
+                held,
+                peak_held: stats.peak_held,
                 failed: c.failed.clone(),
                 dropped: c.dropped.clone(),
             },
@@ -237,6 +259,7 @@ impl Report {
             traffic_sleeps: c.traffic_sleeps,
             publishers,
             failure_limit_hit,
+            at_capacity: (refused > 0).then(|| at_capacity(refused, held, stats.peak_held)),
             aborted: stats.aborted,
             ok: clean && !failure_limit_hit && !stats.aborted && c.established > 0,
         }
@@ -251,6 +274,19 @@ impl Report {
         }
     }
 
+    /// What was run, in one line: the table's first line and the plot's title.
+    pub fn headline(&self) -> String {
+        let load = match self.load {
+            Load::Open { .. } if self.idle => "idle (connections held, nothing sent)".to_string(),
+            Load::Open { rate } => format!("open loop, {rate:.0} msg/s scheduled"),
+            Load::Closed { inflight } => format!("closed loop, {inflight} in flight per sender"),
+        };
+        format!(
+            "loadgen {}, {load}, {} B messages, {} s measured after {} s warmup",
+            self.mode, self.size, self.duration_s, self.warmup_s
+        )
+    }
+
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut out = String::new();
@@ -259,16 +295,7 @@ impl Report {
         } else {
             "msg"
         };
-        let load = match self.load {
-            Load::Open { .. } if self.idle => "idle (connections held, nothing sent)".to_string(),
-            Load::Open { rate } => format!("open loop, {rate:.0} msg/s scheduled"),
-            Load::Closed { inflight } => format!("closed loop, {inflight} in flight per sender"),
-        };
-        let _ = writeln!(
-            out,
-            "loadgen {}, {load}, {} B messages, {} s measured after {} s warmup",
-            self.mode, self.size, self.duration_s, self.warmup_s
-        );
+        let _ = writeln!(out, "{}", self.headline());
         let _ = writeln!(
             out,
             "  {} connections over {} URL(s), {} process(es) x {} thread(s)",
@@ -280,11 +307,12 @@ impl Report {
         let c = &self.connections;
         let _ = writeln!(
             out,
-            "connections   attempted {}  established {}  failed {}{}",
+            "connections   attempted {}  established {}  failed {}{}  abandoned {}",
             c.attempted,
             c.established,
-            c.failed.values().sum::<u64>(),
-            reasons(&c.failed)
+            c.failed_total,
+            reasons(&c.failed),
+            c.abandoned
         );
         let _ = writeln!(
             out,
@@ -359,6 +387,9 @@ impl Report {
         } else {
             "FAILED: messages lost, unsent, duplicated, reordered or corrupt".to_string()
         };
+        if let Some(line) = &self.at_capacity {
+            let _ = writeln!(out, "capacity      {line}");
+        }
         let _ = writeln!(out, "result        {verdict}");
         out
     }
@@ -437,6 +468,20 @@ impl Report {
     }
 }
 
+/// The line that says the server is full, how full, and what to do about it.
+fn at_capacity(refused: u64, held: u64, peak: u64) -> String {
+    let size = match (held, peak) {
+        (0, 0) => "none (other clients fill it)".to_string(),
+        (h, p) if h == p => format!("{h} connections (about the server's capacity)"),
+        (h, p) => format!("{h} connections (at most {p} at once: about the server's capacity)"),
+    };
+    format!(
+        "server full: {refused} attempts answered 503 while loadgen held {size}; \
+         raise the server's open-files limit, or run several instances on one port \
+         (SO_REUSEPORT): see {CAPACITY_HELP}"
+    )
+}
+
 fn reasons(map: &std::collections::BTreeMap<String, u64>) -> String {
     if map.is_empty() {
         return String::new();
@@ -463,11 +508,9 @@ pub fn write_hgrm(hist: &Histogram<u64>, out: &mut dyn Write) -> io::Result<()> 
         "{:>12} {:>14} {:>10} {:>14}\n",
         "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
     )?;
-    let mut total = 0u64;
-    for v in hist.iter_quantiles(5) {
-        total += v.count_since_last_iteration();
-        let q = v.quantile_iterated_to();
-        let value = v.value_iterated_to() as f64 / SCALE;
+    for step in percentile_distribution(hist) {
+        let (q, total) = (step.quantile, step.count);
+        let value = step.value_us as f64 / SCALE;
         if q < 1.0 {
             writeln!(
                 out,
@@ -618,6 +661,67 @@ mod tests {
         let r = Report::new(&plan(10), &s);
         assert!(r.failure_limit_hit && !r.ok);
         assert!(r.table().contains("refused: 1"));
+    }
+
+    #[test]
+    fn a_full_server_gets_one_line_with_its_size_and_what_to_do() {
+        let mut s = Stats::default();
+        s.counters.attempted = 20_069;
+        s.counters.established = 19_960;
+        s.counters.abandoned = 37;
+        for _ in 0..72 {
+            s.counters
+                .fail(crate::connection::FailReason::HttpStatus(503));
+        }
+        s.peak_held = 19_960;
+        s.ramp_ns = 8_000_000_000;
+        s.aborted = true;
+        let r = Report::new(&plan(50_000), &s);
+        let c = &r.connections;
+        assert_eq!(c.attempted, c.established + c.failed_total + c.abandoned);
+        let table = r.table();
+        assert!(
+            table.contains(
+                "attempted 20069  established 19960  failed 72 (http 503: 72)  abandoned 37\n"
+            ),
+            "{table}"
+        );
+        // The ramp figures describe the connections made before the run stopped.
+        assert!(table.contains("ramp 8.0 s, 2495 connections/s"), "{table}");
+        let line = r.at_capacity.as_deref().unwrap();
+        assert_eq!(
+            table
+                .lines()
+                .filter(|l| l.contains("503 while"))
+                .collect::<Vec<_>>(),
+            [format!("capacity      {line}")]
+        );
+        assert!(
+            line.starts_with(
+                "server full: 72 attempts answered 503 while loadgen held 19960 connections \
+                 (about the server's capacity); raise the server's open-files limit, or run \
+                 several instances on one port (SO_REUSEPORT): see README.md#operating-it"
+            ),
+            "{line}"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["connections"]["abandoned"], 37);
+        assert_eq!(json["at_capacity"], line);
+
+        // Connections dropped since the peak, and a server full of other clients.
+        s.counters.drop_conn(crate::connection::FailReason::Reset);
+        let r = Report::new(&plan(50_000), &s);
+        assert!(r.at_capacity.unwrap().contains(
+            "held 19959 connections (at most 19960 at once: about the server's capacity)"
+        ));
+        let mut other = Stats::default();
+        other.counters.attempted = 1;
+        other
+            .counters
+            .fail(crate::connection::FailReason::HttpStatus(503));
+        let r = Report::new(&plan(1), &other);
+        assert!(r.at_capacity.unwrap().contains("loadgen held none"));
+        assert_eq!(Report::new(&plan(1), &Stats::default()).at_capacity, None);
     }
 
     #[test]

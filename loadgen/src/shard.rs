@@ -245,8 +245,6 @@ pub fn run_parent(plan: &Plan, progress: &mut Progress) -> Result<Stats, ShardEr
     }
     drop(tx);
 
-    let began = now_ns();
-    let mut ramp_ns = 0;
     let mut started = false;
     let mut stopped = false;
     let mut pending = new_histogram();
@@ -295,7 +293,6 @@ pub fn run_parent(plan: &Plan, progress: &mut Progress) -> Result<Stats, ShardEr
         }
         if !started && !stopped && shards.iter().all(|s| s.ready) {
             started = true;
-            ramp_ns = now_ns() - began;
             let line = format!("start {}", now_ns() + START_DELAY_NS);
             shards.iter_mut().for_each(|s| s.tell(&line));
         }
@@ -316,6 +313,5 @@ pub fn run_parent(plan: &Plan, progress: &mut Progress) -> Result<Stats, ShardEr
         }
     }
     merged.aborted |= stopped;
-    merged.ramp_ns = merged.ramp_ns.max(ramp_ns);
     Ok(merged)
 }

@@ -27,6 +27,33 @@ pub fn record(hist: &mut Histogram<u64>, us: u64) {
     hist.saturating_record(us.clamp(1, HIST_MAX_US));
 }
 
+/// One step of a percentile distribution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PercentileStep {
+    /// The value (µs) at or below which `quantile` of the samples lie.
+    pub value_us: u64,
+    /// Fraction of the samples, 0 to 1.
+    pub quantile: f64,
+    /// Samples at or below `value_us`.
+    pub count: u64,
+}
+
+/// The percentile distribution of `hist` with HdrHistogram's usual resolution (five steps per
+/// halving of the distance to 100%): what `.hgrm` files list and the plot draws.
+pub fn percentile_distribution(hist: &Histogram<u64>) -> Vec<PercentileStep> {
+    let mut count = 0;
+    hist.iter_quantiles(5)
+        .map(|v| {
+            count += v.count_since_last_iteration();
+            PercentileStep {
+                value_us: v.value_iterated_to(),
+                quantile: v.quantile_iterated_to(),
+                count,
+            }
+        })
+        .collect()
+}
+
 /// Event counts of a run (or of one worker's part of it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
@@ -36,6 +63,10 @@ pub struct Counters {
     pub established: u64,
     /// Attempts that failed, by reason.
     pub failed: BTreeMap<String, u64>,
+    /// Attempts still connecting or upgrading when the run stopped (failure limit, abort):
+    /// neither established nor failed. `attempted = established + failed + abandoned`.
+    #[serde(default)]
+    pub abandoned: u64,
     /// Established connections that ended before the run did, by reason.
     pub dropped: BTreeMap<String, u64>,
     /// Messages written (echo requests, or publishes in broadcast mode).
@@ -66,6 +97,7 @@ impl Counters {
         self.attempted += other.attempted;
         self.established += other.established;
         merge_map(&mut self.failed, &other.failed);
+        self.abandoned += other.abandoned;
         merge_map(&mut self.dropped, &other.dropped);
         self.sent += other.sent;
         self.unsent += other.unsent;
@@ -146,9 +178,14 @@ pub struct Stats {
     pub room_members: BTreeMap<u32, u64>,
     /// Whether the run was aborted (failure limit, or the parent said stop).
     pub aborted: bool,
-    /// Nanoseconds from the start of the ramp until every connection had settled.
+    /// Nanoseconds from the start of the ramp until every connection had settled, or until
+    /// the run stopped attempting connections (failure limit, abort).
     #[serde(default)]
     pub ramp_ns: u64,
+    /// The most established connections open at once (summed over workers and processes, whose
+    /// ramps rise together): when the server answered 503, about its capacity.
+    #[serde(default)]
+    pub peak_held: u64,
     /// End of the measured window (CLOCK_MONOTONIC ns, the same clock in every process).
     #[serde(default)]
     pub window_end_ns: u64,
@@ -175,6 +212,7 @@ impl Default for Stats {
             room_members: BTreeMap::new(),
             aborted: false,
             ramp_ns: 0,
+            peak_held: 0,
             window_end_ns: 0,
             last_measured_ns: 0,
         }
@@ -202,6 +240,7 @@ impl Stats {
         self.aborted |= other.aborted;
         // Processes ramp in parallel: the run's ramp lasted as long as the slowest one.
         self.ramp_ns = self.ramp_ns.max(other.ramp_ns);
+        self.peak_held += other.peak_held;
         self.window_end_ns = self.window_end_ns.max(other.window_end_ns);
         self.last_measured_ns = self.last_measured_ns.max(other.last_measured_ns);
     }

@@ -135,6 +135,8 @@ pub struct Worker {
     phase: Phase,
     /// Connection attempts and their timeouts.
     ramp: Ramp,
+    /// When the ramp began (ns): the ramp figures count from here.
+    ramp_began: u64,
     /// Who sends next and when (set when the traffic starts).
     pacing: Pacing,
     /// First measured instant (common to all workers).
@@ -165,6 +167,7 @@ impl Worker {
         Ok(Worker {
             conns: Slab::with_capacity(spec.conn_ids.len()),
             ramp: Ramp::new(&plan, spec.index, spec.conn_ids, now),
+            ramp_began: now,
             plan,
             index: (spec.index, spec.of),
             core: spec.core,
@@ -209,6 +212,7 @@ impl Worker {
             if let Err(e) = self.poll.poll(&mut events, wait) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     self.stats.aborted = true;
+                    self.end_ramp(now_ns());
                     self.phase = Phase::Done;
                 }
                 continue;
@@ -220,6 +224,7 @@ impl Worker {
                 }
             }
         }
+        self.abandon_attempts();
         self.sampler.send(&self.stats.counters, true);
         self.stats
     }
@@ -237,6 +242,7 @@ impl Worker {
                 self.connect_due(now);
                 self.expire_connects(now);
                 if self.ramp.is_done() {
+                    self.end_ramp(now);
                     self.phase = Phase::Ready;
                     self.sampler.send(&self.stats.counters, true);
                     self.shared.ramped.fetch_add(1, Ordering::AcqRel);
@@ -477,7 +483,10 @@ impl Worker {
         match step {
             Step::Pending => {}
             Step::Opened => {
-                self.stats.counters.established += 1;
+                let counters = &mut self.stats.counters;
+                counters.established += 1;
+                let held = counters.established - counters.dropped.values().sum::<u64>();
+                self.stats.peak_held = self.stats.peak_held.max(held);
                 record(
                     &mut self.stats.connect,
                     micros_between(c.started_ns, now_ns()),
@@ -518,10 +527,106 @@ impl Worker {
     }
 
     fn begin_closing(&mut self, now: u64) {
+        self.end_ramp(now);
         self.phase = Phase::Closing {
             until: now + CLOSE_GRACE_NS,
         };
         self.ramp.abandon();
+        self.abandon_attempts();
         self.conns.retain(|_, c| !c.conn.begin_close());
+    }
+
+    /// Records how long the ramp took if it is ending now: all settled, or stopped early (then
+    /// the connections made so far were made in this time).
+    fn end_ramp(&mut self, now: u64) {
+        if self.phase == Phase::Ramp {
+            self.stats.ramp_ns = now.saturating_sub(self.ramp_began);
+        }
+    }
+
+    /// Drops the attempts still connecting or upgrading and counts them as abandoned, so every
+    /// attempt ends up established, failed or abandoned.
+    fn abandon_attempts(&mut self) {
+        let before = self.conns.len();
+        self.conns.retain(|_, c| !c.conn.is_establishing());
+        self.stats.counters.abandoned += (before - self.conns.len()) as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::target::Target;
+
+    /// A run stopped in the middle of its ramp: connections to a full server (503), and to a
+    /// listener that never answers the upgrade, still establishing when the run stops.
+    #[test]
+    fn every_attempt_is_established_failed_or_abandoned() {
+        let config = corecast::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            workers: Some(1),
+            pin: false,
+            stats_interval: Duration::ZERO,
+            max_connections: Some(2),
+            ..corecast::Config::default()
+        };
+        let server = corecast::Server::bind(config).unwrap();
+        // Connections complete in the kernel's backlog; nothing ever answers their upgrade.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = |addr| Target::parse(&format!("ws://{addr}/echo")).unwrap();
+        // Even connections go to the server (2 upgraded, 2 refused), odd ones to the silence.
+        let plan = Arc::new(Plan {
+            targets: vec![
+                target(server.local_addr()),
+                target(silent.local_addr().unwrap()),
+            ],
+            rooms: vec![0, 1],
+            conns: 8,
+            connect_rate: 1e6,
+            connect_timeout: Duration::from_secs(600),
+            ..Plan::example()
+        });
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = mpsc::channel();
+        let spec = WorkerSpec {
+            index: 0,
+            of: 1,
+            core: None,
+            conn_ids: (0..8).collect(),
+        };
+        let worker = Worker::new(plan, spec, Arc::clone(&shared), tx).unwrap();
+        let thread = std::thread::spawn(move || worker.run());
+
+        // Stop the run once the server's answers are in, as the failure limit would.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let (_, sample) = rx.recv_timeout(wait).expect("the server answers in time");
+            let c = &sample.counters;
+            if c.established == 2 && c.failed.values().sum::<u64>() == 2 {
+                break;
+            }
+        }
+        shared.abort.store(true, Ordering::Release);
+        let stats = thread.join().unwrap();
+
+        let c = &stats.counters;
+        let failed: u64 = c.failed.values().sum();
+        assert_eq!(c.attempted, c.established + failed + c.abandoned, "{c:?}");
+        assert_eq!(
+            (c.attempted, c.established, c.abandoned),
+            (8, 2, 4),
+            "{c:?}"
+        );
+        assert_eq!(c.failed.get("http 503"), Some(&2), "{c:?}");
+        assert!(stats.aborted);
+        // The ramp ended when the run stopped, and it made two connections at most at once.
+        assert!(stats.ramp_ns > 0, "{stats:?}");
+        assert_eq!(stats.peak_held, 2);
+        server.shutdown();
     }
 }

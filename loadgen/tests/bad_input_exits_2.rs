@@ -3,9 +3,8 @@
 mod common;
 
 use std::net::TcpListener;
-use std::time::Duration;
 
-use common::{corecast, loadgen_args, url, LIMIT};
+use common::{corecast, corecast_with_capacity, loadgen_args, url, LIMIT};
 
 fn assert_one_line_exit_2(args: &[&str], expect: &str) {
     let run = loadgen_args(args, LIMIT);
@@ -65,15 +64,7 @@ fn impossible_combinations_and_bad_values() {
 #[test]
 fn refused_connections_count_against_the_failure_limit() {
     // The server takes one connection and refuses the rest with HTTP 503.
-    let mut config = corecast::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        workers: Some(1),
-        pin: false,
-        stats_interval: Duration::ZERO,
-        ..corecast::Config::default()
-    };
-    config.max_connections = Some(1);
-    let server = corecast::Server::bind(config).unwrap();
+    let server = corecast_with_capacity(1);
     let target = url(server.local_addr(), "/echo");
     let args = [
         "--url",

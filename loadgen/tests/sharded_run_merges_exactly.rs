@@ -1,5 +1,6 @@
 //! Sharding: with a (hidden) cap of 300 connections per process, 1000 connections run in four
-//! child processes; the parent's merged report must count exactly what one process would.
+//! child processes; the parent's merged report (table, JSON, .hgrm, plot) must count exactly
+//! what one process would.
 
 mod common;
 
@@ -10,11 +11,13 @@ fn four_processes_merge_to_exact_counts() {
     let server = corecast();
     let target = url(server.local_addr(), "/echo");
     let hgrm = temp_file("sharded.hgrm");
+    let plot = temp_file("sharded.svg");
     let run = loadgen(
         &format!(
             "--url {target} --conns 1000 --max-conns-per-process 300 --threads 1 --rate 1000 \
-             --duration 2s --hgrm {}",
-            hgrm.display()
+             --duration 2s --hgrm {} --plot {}",
+            hgrm.display(),
+            plot.display()
         ),
         LIMIT,
     );
@@ -31,5 +34,11 @@ fn four_processes_merge_to_exact_counts() {
     let text = std::fs::read_to_string(&hgrm).unwrap();
     assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)"));
     assert!(text.contains("Total count    =         2000]"), "{text}");
+    // The plot draws the merged histogram: one line, all samples.
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<polyline").count(), 1, "{svg}");
+    assert!(svg.contains(&format!("{target} (2000 samples)")), "{svg}");
+    let _ = std::fs::remove_file(&plot);
     server.shutdown();
 }

@@ -49,7 +49,7 @@ use crate::admission::{self, Seat};
 use crate::budget::Budget;
 use crate::config::Config;
 use crate::protocol::frame::{self, OpCode};
-use crate::protocol::http::{self, Decision, Endpoint};
+use crate::protocol::http::{self, Decision, Endpoint, StatsPage};
 use crate::stats::Counters;
 use outbox::Flushed;
 use socket::Socket;
@@ -128,7 +128,14 @@ pub(crate) struct Env {
     /// Frames published by a room member during the call, for the worker to fan out to the
     /// rest of the room; the member has queued its own copy.
     pub published: Vec<Bytes>,
+    /// Writes the stats pages (`/metrics`, `/stats.json`) on this port; `None` when they are
+    /// served only on their own listener (then this port answers them 404).
+    pub stats_pages: Option<StatsPages>,
 }
+
+/// Writes a stats page from what the workers published (the worker supplies it: only it can
+/// reach the published copies).
+pub(crate) struct StatsPages(pub Box<dyn Fn(StatsPage) -> http::Response>);
 
 /// What reading left the connection wanting.
 #[derive(Debug, PartialEq, Eq)]
@@ -312,6 +319,7 @@ impl<S: Socket> Connection<S> {
             return false;
         }
         if can_write {
+            env.counters.count_close(1013);
             stream
                 .out_mut()
                 .push_shared(frame::close(1013, "memory budget reached"), false);
@@ -333,6 +341,16 @@ impl<S: Socket> Connection<S> {
 
     fn has_output(&mut self) -> bool {
         self.stream_mut().is_some_and(|s| !s.out().is_empty())
+    }
+
+    /// A WebSocket that is ending without a close frame from either side (reset, EOF, error):
+    /// the worker counts it as close code 1006, the code a browser reports for it.
+    pub fn ends_without_close(&self) -> bool {
+        match &self.phase {
+            Phase::Idle(_) => true,
+            Phase::Open(ws) => ws.can_write() && self.deadline == NEVER,
+            _ => false,
+        }
     }
 
     /// Holds tungstenite state and buffers (open and not idle).
@@ -439,7 +457,7 @@ impl<S: Socket> Connection<S> {
                 // socket closes without waiting for the peer (nothing more is expected from it
                 // before a 101, so closing does not reset the answer away).
                 env.counters.over_capacity += 1;
-                env.counters.rejected += 1;
+                env.counters.count_response(503);
                 stream
                     .out_mut()
                     .push_shared(admission::over_capacity().bytes, false);
@@ -469,13 +487,18 @@ impl<S: Socket> Connection<S> {
                 Step::Upgraded(endpoint)
             }
             Decision::Respond(response) => self.respond(stream, response, env),
+            Decision::Stats(page) => {
+                let response = match &env.stats_pages {
+                    Some(StatsPages(write)) => write(page),
+                    None => http::Response::reject(404, "not found"),
+                };
+                self.respond(stream, response, env)
+            }
         }
     }
 
     fn respond(&mut self, mut stream: Stream<S>, response: http::Response, env: &mut Env) -> Step {
-        if response.status >= 400 {
-            env.counters.rejected += 1;
-        }
+        env.counters.count_response(response.status);
         stream.out_mut().push_shared(response.bytes, false);
         self.enter_draining(stream, true, env.now, &env.limits);
         Step::Idle
@@ -511,9 +534,18 @@ impl<S: Socket> Connection<S> {
                 // Pongs to pings and replies to closes are queued by tungstenite itself. They
                 // count towards the backlog like echoes: a client flooding pings without reading
                 // would otherwise have us queue pongs without bound.
-                Ok(_) => {
+                Ok(other) => {
+                    // A close from the peer that begins the closing handshake (ours, when we
+                    // began it, was counted as it went out).
+                    if let Message::Close(frame) = &other {
+                        if self.deadline == NEVER {
+                            env.counters
+                                .count_close(frame.as_ref().map_or(1005, |f| f.code.into()));
+                        }
+                    }
                     if ws.get_ref().out().pending() > env.limits.max_backlog {
                         self.read_paused = true;
+                        env.counters.backpressure_pauses += 1;
                     }
                     // No skip test here: after a close, the next `read` is what reports the
                     // end of the handshake.
@@ -522,6 +554,15 @@ impl<S: Socket> Connection<S> {
                 Err(e) => break Err(e),
             };
             env.counters.msgs_in += 1;
+            // By endpoint too: plain adds behind a branch that always goes the same way for a
+            // given connection.
+            if self.publishes {
+                env.counters.broadcast_msgs_in += 1;
+                env.counters.broadcast_bytes_in += payload.len() as u64;
+            } else {
+                env.counters.echo_msgs_in += 1;
+                env.counters.echo_bytes_in += payload.len() as u64;
+            }
             #[cfg(feature = "fault-injection")]
             if payload.as_ref() == PANIC_TRIGGER {
                 panic!("fault injection: panic trigger received");
@@ -538,14 +579,17 @@ impl<S: Socket> Connection<S> {
                 env.published.push(frame);
             } else {
                 let out = ws.get_mut().out_mut();
+                env.counters.msgs_out += 1;
+                env.counters.echo_msgs_out += 1;
+                env.counters.echo_bytes_out += payload.len() as u64;
                 if payload.len() <= ECHO_COPY_LIMIT {
                     out.push_frame(opcode, &payload);
                 } else {
                     out.push_frame_shared(opcode, payload);
                 }
-                env.counters.msgs_out += 1;
                 if out.pending() > env.limits.max_backlog {
                     self.read_paused = true;
+                    env.counters.backpressure_pauses += 1;
                 }
             }
             if let Phase::Open(ws) = &self.phase {
@@ -576,7 +620,14 @@ impl<S: Socket> Connection<S> {
     fn on_ws_error(&mut self, err: WsError, env: &mut Env) -> Step {
         let (code, reason) = match &err {
             WsError::ConnectionClosed => (None, ""),
-            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return Step::Close,
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                // tungstenite has marked the socket terminated, so `ends_without_close` will
+                // not see it: count the missing close here, unless we had begun one.
+                if self.deadline == NEVER {
+                    env.counters.count_close(1006);
+                }
+                return Step::Close;
+            }
             WsError::Protocol(_) => (Some(1002), "protocol error"),
             WsError::Utf8(_) => (Some(1007), "invalid UTF-8"),
             WsError::Capacity(_) => (Some(1009), "message too big"),
@@ -591,6 +642,7 @@ impl<S: Socket> Connection<S> {
             env.counters.protocol_errors += 1;
             tracing::debug!(code, %err, "failing connection");
             if can_write {
+                env.counters.count_close(code);
                 stream
                     .out_mut()
                     .push_shared(frame::close(code, reason), false);
@@ -680,15 +732,17 @@ impl<S: Socket> Connection<S> {
 
     /// Starts a close handshake from our side. Returns false when the connection should simply
     /// be dropped (it never became a WebSocket).
-    pub fn start_close(&mut self, code: u16, reason: &'static str, env: &Env) -> bool {
-        self.close_with(code, reason, env.now, &env.limits)
+    pub fn start_close(&mut self, code: u16, reason: &'static str, env: &mut Env) -> bool {
+        self.close_with(code, reason, env)
     }
 
-    fn close_with(&mut self, code: u16, reason: &'static str, now: u64, limits: &Limits) -> bool {
+    fn close_with(&mut self, code: u16, reason: &'static str, env: &mut Env) -> bool {
+        let (now, limits) = (env.now, &env.limits);
         self.wake(limits);
         match &mut self.phase {
             Phase::Open(ws) => {
                 if ws.can_write() {
+                    env.counters.count_close(code);
                     self.deadline = close_ws(ws, code, reason, now, limits);
                 }
                 true
@@ -742,11 +796,13 @@ impl<S: Socket> Connection<S> {
         if out.pending() > env.limits.max_backlog {
             out.discard_droppable();
             env.counters.slow_consumers += 1;
-            self.close_with(1008, SLOW_CONSUMER, env.now, &env.limits);
+            self.close_with(1008, SLOW_CONSUMER, env);
             return Delivery::SlowConsumer;
         }
-        out.push_shared(frame.clone(), true);
         env.counters.msgs_out += 1;
+        env.counters.broadcast_msgs_out += 1;
+        env.counters.broadcast_bytes_out += frame::payload_len(frame) as u64;
+        out.push_shared(frame.clone(), true);
         Delivery::Queued
     }
 
@@ -774,7 +830,7 @@ impl<S: Socket> Connection<S> {
         let silent = now.saturating_sub(self.last_seen);
         if silent >= idle {
             env.counters.timeouts += 1;
-            self.close_with(1001, "idle timeout", now, &env.limits);
+            self.close_with(1001, "idle timeout", env);
         } else if silent >= idle / 2 && !self.pinged {
             self.pinged = true;
             if let Some(stream) = self.stream_mut() {
@@ -805,6 +861,10 @@ pub(crate) fn refuse_now<S: Socket>(mut socket: S, env: &mut Env) {
     let response = match http::parse_request(&buf[..len]) {
         Ok(Some((head, _))) => match http::decide(&head, &env.limits.policy) {
             Decision::Respond(response) => response,
+            Decision::Stats(page) => match &env.stats_pages {
+                Some(StatsPages(write)) => write(page),
+                None => http::Response::reject(404, "not found"),
+            },
             Decision::Upgrade { .. } => {
                 env.counters.over_capacity += 1;
                 admission::over_capacity()
@@ -815,9 +875,7 @@ pub(crate) fn refuse_now<S: Socket>(mut socket: S, env: &mut Env) {
             admission::over_capacity()
         }
     };
-    if response.status >= 400 {
-        env.counters.rejected += 1;
-    }
+    env.counters.count_response(response.status);
     // A fresh socket's send buffer takes a short answer whole; if not, the peer gets less.
     let _ = socket.write(&response.bytes);
     let _ = socket.shutdown_write();

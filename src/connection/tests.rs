@@ -28,6 +28,7 @@ impl Harness {
             counters: Counters::default(),
             budget: crate::budget::Budget::new(usize::MAX),
             published: Vec::new(),
+            stats_pages: None,
         };
         let client = MemSocket::new();
         let seat = seated.then(|| Admission::new(1).admit().unwrap());
@@ -387,12 +388,12 @@ fn deadlines_end_silent_handshakes_and_idle_connections_get_a_ping_then_a_close(
 #[test]
 fn shutdown_closes_open_connections_1001_and_drops_the_rest() {
     let mut h = Harness::upgraded(Config::default(), "/echo");
-    assert!(h.conn.start_close(1001, "server shutting down", &h.env));
+    assert!(h.conn.start_close(1001, "server shutting down", &mut h.env));
     h.flush();
     assert_eq!(close_code(&h.frames()[0].1), 1001);
     let mut h = Harness::echo();
     assert!(
-        !h.conn.start_close(1001, "server shutting down", &h.env),
+        !h.conn.start_close(1001, "server shutting down", &mut h.env),
         "never upgraded: dropped"
     );
 }

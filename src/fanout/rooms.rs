@@ -93,9 +93,13 @@ impl Rooms {
     }
 
     /// Rooms with at least one local member.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.rooms.len()
+    }
+
+    /// Local members across all rooms (a walk over the rooms: for the tick, not per message).
+    pub fn member_count(&self) -> usize {
+        self.rooms.values().map(Vec::len).sum()
     }
 }
 

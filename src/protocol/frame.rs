@@ -48,6 +48,17 @@ pub fn encode(opcode: OpCode, payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// Payload length of a frame made by `encode` (its length minus its header), read from the
+/// header's length byte without decoding the rest.
+pub fn payload_len(frame: &[u8]) -> usize {
+    let header = match frame.get(1).map(|b| b & 0x7f) {
+        Some(126) => 4,
+        Some(127) => MAX_HEADER,
+        _ => 2,
+    };
+    frame.len().saturating_sub(header)
+}
+
 /// Encodes a close frame with a status code and a reason (truncated to fit the 125-byte limit
 /// of control frames on a character boundary).
 pub fn close(code: u16, reason: &str) -> Bytes {
@@ -89,6 +100,7 @@ mod tests {
             };
             assert_eq!(header_len, want_header);
             assert_eq!(bytes.len(), header_len + len);
+            assert_eq!(payload_len(&bytes), len);
             let mut reference = Vec::new();
             Frame::message(payload, header.opcode, true)
                 .format(&mut reference)

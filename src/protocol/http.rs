@@ -134,6 +134,17 @@ pub enum Decision {
     },
     /// Any other answer; the connection closes once it is written.
     Respond(Response),
+    /// One of the stats pages, whose body only the running server can write.
+    Stats(StatsPage),
+}
+
+/// The pages that show the server's published counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsPage {
+    /// `/metrics`: Prometheus text.
+    Prometheus,
+    /// `/stats.json`: totals for the demo page.
+    Json,
 }
 
 /// An HTTP response, already encoded.
@@ -157,6 +168,11 @@ impl Response {
             status,
             bytes: Bytes::from(out),
         }
+    }
+
+    /// A 200 with `body`.
+    pub fn ok(content_type: &str, body: &[u8]) -> Response {
+        Response::new(200, "Cache-Control: no-store\r\n", content_type, body)
     }
 
     /// An error answer with a one-line plain-text reason.
@@ -233,6 +249,8 @@ fn route(path: &str) -> Option<Route> {
     match path {
         "/" | "/index.html" => Some(Route::Page),
         "/healthz" => Some(Route::Health),
+        "/metrics" => Some(Route::Stats(StatsPage::Prometheus)),
+        "/stats.json" => Some(Route::Stats(StatsPage::Json)),
         "/echo" => Some(Route::Ws(Endpoint::Echo)),
         "/broadcast" | "/broadcast/" => Some(Route::Ws(Endpoint::Room(DEFAULT_ROOM.into()))),
         _ => {
@@ -246,6 +264,7 @@ fn route(path: &str) -> Option<Route> {
 enum Route {
     Page,
     Health,
+    Stats(StatsPage),
     Ws(Endpoint),
 }
 
@@ -268,6 +287,7 @@ pub fn decide(head: &RequestHead, policy: &Policy) -> Decision {
         Route::Health => {
             return Decision::Respond(Response::new(200, "", "text/plain", b"ok\n"));
         }
+        Route::Stats(page) => return Decision::Stats(page),
         Route::Ws(endpoint) => endpoint,
     };
     match validate_upgrade(head, policy) {
@@ -338,6 +358,7 @@ mod tests {
     fn status(d: &Decision) -> u16 {
         match d {
             Decision::Upgrade { response, .. } | Decision::Respond(response) => response.status,
+            Decision::Stats(page) => panic!("stats page {page:?}"),
         }
     }
 
@@ -346,7 +367,20 @@ mod tests {
             Decision::Upgrade { response, .. } | Decision::Respond(response) => {
                 String::from_utf8(response.bytes.to_vec()).unwrap()
             }
+            Decision::Stats(page) => panic!("stats page {page:?}"),
         }
+    }
+
+    #[test]
+    fn stats_pages_are_left_to_the_server_and_only_for_get() {
+        let get =
+            |path: &str| decide_raw(&format!("GET {path} HTTP/1.1\r\n\r\n"), &Policy::default());
+        assert_eq!(get("/metrics"), Decision::Stats(StatsPage::Prometheus));
+        assert_eq!(get("/stats.json?t=1"), Decision::Stats(StatsPage::Json));
+        let post = decide_raw("POST /metrics HTTP/1.1\r\n\r\n", &Policy::default());
+        assert_eq!(status(&post), 405);
+        let ok = Response::ok("text/plain", b"x");
+        assert!(String::from_utf8_lossy(&ok.bytes).contains("Cache-Control: no-store\r\n"));
     }
 
     #[test]

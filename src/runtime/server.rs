@@ -17,8 +17,9 @@ use crate::connection::Limits;
 use crate::error::Error;
 use crate::fanout::bus::{Bus, Envelope, Mailbox, INBOX_CAPACITY};
 use crate::runtime::listener;
+use crate::runtime::metrics_listener::MetricsListener;
 use crate::runtime::worker::{Shared, Worker, WorkerSetup, WAKER};
-use crate::stats::{Counters, SharedCounters};
+use crate::stats::{Counters, SharedCounters, SharedPassTimes};
 use oskit::cpu as affinity;
 use oskit::nofile as rlimit;
 
@@ -35,6 +36,8 @@ pub struct Server {
     shared: Arc<Shared>,
     capacity: usize,
     stats_logger: Option<(JoinHandle<()>, Sender<()>)>,
+    /// Serves the stats pages on `--metrics-listen`; stopped when dropped.
+    metrics: Option<MetricsListener>,
     /// The link to other instances (`--redis`); dropped after the workers exit.
     bridge: Option<Bridge>,
 }
@@ -98,7 +101,17 @@ impl Server {
         let shared = Arc::new(Shared {
             admission: Admission::new(capacity),
             stats: (0..workers).map(|_| SharedCounters::default()).collect(),
+            pass_times: (0..workers).map(|_| SharedPassTimes::default()).collect(),
+            capacity,
+            public_stats: config.metrics_listen.is_none(),
         });
+        let metrics = match config.metrics_listen {
+            Some(at) => Some(
+                MetricsListener::start(at, shared.clone())
+                    .map_err(|source| Error::Bind { addr: at, source })?,
+            ),
+            None => None,
+        };
         let limits = Limits::new(&config);
         let cores = affinity::available_cores(config.cpus.as_ref());
         let stopper = Stopper {
@@ -180,6 +193,12 @@ impl Server {
             memory_limit_mib = memory_limit >> 20,
             "corecast listening"
         );
+        match &metrics {
+            Some(m) => {
+                tracing::info!(metrics = %m.local_addr(), "metrics on their own listener: http://{}/metrics", m.local_addr())
+            }
+            None => tracing::info!("metrics at http://{addr}/metrics"),
+        }
         let stats_logger = (!config.stats_interval.is_zero())
             .then(|| spawn_stats_logger(shared.clone(), config.stats_interval));
         Ok(Server {
@@ -189,6 +208,7 @@ impl Server {
             shared,
             capacity,
             stats_logger,
+            metrics,
             bridge,
         })
     }
@@ -201,6 +221,11 @@ impl Server {
     /// Connections the server admits before answering 503.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Where `/metrics` is served when it has its own listener (`Config::metrics_listen`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsListener::local_addr)
     }
 
     /// Number of worker threads.
@@ -250,6 +275,7 @@ impl Server {
             drop(stop);
             let _ = handle.join();
         }
+        self.metrics = None;
         // After the workers: their links are gone, so the publisher has nothing left to send.
         drop(self.bridge.take());
         total
@@ -323,22 +349,54 @@ fn spawn_stats_logger(shared: Arc<Shared>, every: Duration) -> (JoinHandle<()>, 
         let secs = every.as_secs_f64();
         while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(every) {
             let now: Vec<Counters> = shared.stats.iter().map(SharedCounters::snapshot).collect();
-            let per_worker: Vec<String> = now
-                .iter()
-                .zip(&last)
-                .enumerate()
-                .map(|(i, (n, l))| {
-                    format!(
-                        "w{i}: conns={} in/s={:.0} out/s={:.0}",
-                        n.connections,
-                        (n.msgs_in - l.msgs_in) as f64 / secs,
-                        (n.msgs_out - l.msgs_out) as f64 / secs
-                    )
-                })
-                .collect();
-            tracing::info!("stats {}", per_worker.join(" | "));
+            if let Some(line) = stats_line(&now, &last, secs) {
+                tracing::info!("stats {line}");
+            }
             last = now;
         }
     });
     (handle, stop_tx)
+}
+
+/// The periodic stats line, or `None` when nothing changed since the last one (an idle server
+/// stays quiet).
+fn stats_line(now: &[Counters], last: &[Counters], secs: f64) -> Option<String> {
+    if now == last {
+        return None;
+    }
+    let per_worker: Vec<String> = now
+        .iter()
+        .zip(last)
+        .enumerate()
+        .map(|(i, (n, l))| {
+            format!(
+                "w{i}: conns={} in/s={:.0} out/s={:.0}",
+                n.connections,
+                n.msgs_in.saturating_sub(l.msgs_in) as f64 / secs,
+                n.msgs_out.saturating_sub(l.msgs_out) as f64 / secs
+            )
+        })
+        .collect();
+    Some(per_worker.join(" | "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stats_line_appears_only_when_something_changed() {
+        let idle = vec![Counters::default(); 2];
+        assert_eq!(stats_line(&idle, &idle, 1.0), None);
+        let mut busy = idle.clone();
+        busy[1].msgs_in = 10;
+        busy[1].connections = 1;
+        let line = stats_line(&busy, &idle, 2.0).unwrap();
+        assert!(line.contains("w1: conns=1 in/s=5"), "{line}");
+        assert_eq!(
+            stats_line(&busy, &busy, 1.0),
+            None,
+            "held connections alone: quiet"
+        );
+    }
 }

@@ -31,12 +31,13 @@ use slab::Slab;
 
 use crate::admission::Admission;
 use crate::budget::Budget;
-use crate::connection::{self, Connection, Env, Flush, Limits, Output, Step};
+use crate::connection::{self, Connection, Env, Flush, Limits, Output, StatsPages, Step};
 use crate::fanout::bus::{Bus, Envelope};
 use crate::fanout::rooms::Rooms;
 use crate::protocol::http::Endpoint;
 use crate::runtime::event_log::EventLog;
-use crate::stats::{Counters, SharedCounters};
+use crate::runtime::metrics_listener;
+use crate::stats::{Counters, PassTimes, SharedCounters, SharedPassTimes};
 
 /// Token of the worker's listener.
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
@@ -58,6 +59,12 @@ pub(crate) struct Shared {
     pub admission: Admission,
     /// Each worker's published counters, indexed by worker id.
     pub stats: Vec<SharedCounters>,
+    /// Each worker's published loop-pass histogram, indexed by worker id.
+    pub pass_times: Vec<SharedPassTimes>,
+    /// Connections admitted before upgrades get 503 (for the metrics).
+    pub capacity: usize,
+    /// The public port answers `/metrics` and `/stats.json` (no separate metrics listener).
+    pub public_stats: bool,
 }
 
 /// Everything a worker thread is started with.
@@ -112,6 +119,8 @@ pub(crate) struct Worker {
     /// A descriptor held in reserve so that, out of descriptors, a waiting connection can
     /// still be accepted and answered rather than left in the queue.
     spare_fd: Option<std::fs::File>,
+    /// Durations of this worker's loop passes, published with the counters.
+    pass_times: PassTimes,
 }
 
 impl Worker {
@@ -142,6 +151,10 @@ impl Worker {
         let mut ticker = Ticker::new(Duration::from_millis(tick_ms))?;
         poll.registry()
             .register(&mut ticker, TICK, Interest::READABLE)?;
+        let stats_pages = shared.public_stats.then(|| {
+            let shared = shared.clone();
+            StatsPages(Box::new(move |page| metrics_listener::page(&shared, page)))
+        });
         let env = Env {
             now: 0,
             limits,
@@ -149,6 +162,7 @@ impl Worker {
             counters: Counters::default(),
             budget: Budget::new(memory_share),
             published: Vec::new(),
+            stats_pages,
         };
         Ok(Worker {
             id,
@@ -176,6 +190,7 @@ impl Worker {
             released: 0,
             event_log: EventLog::default(),
             spare_fd: Some(std::fs::File::open("/dev/null")?),
+            pass_times: PassTimes::default(),
         })
     }
 
@@ -190,7 +205,8 @@ impl Worker {
                     break;
                 }
             }
-            self.env.now = self.start.elapsed().as_millis() as u64;
+            let woke = Instant::now();
+            self.env.now = woke.duration_since(self.start).as_millis() as u64;
             let mut ticked = false;
             for event in events.iter() {
                 match event.token() {
@@ -226,6 +242,8 @@ impl Worker {
             if ticked || self.env.now >= self.next_tick {
                 self.tick();
             }
+            // One clock read per pass, kept out of every per-message path.
+            self.pass_times.record(woke.elapsed());
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || self.env.now >= deadline {
                     break;
@@ -315,8 +333,17 @@ impl Worker {
             }
             Err(_) => false,
         };
+        // Another worker may take the freed descriptor first; then the spare is reopened at a
+        // later tick (`keep_spare`).
         self.spare_fd = std::fs::File::open("/dev/null").ok();
         refused
+    }
+
+    /// Takes the reserve descriptor back if it was lost to another worker.
+    fn keep_spare(&mut self) {
+        if self.spare_fd.is_none() && self.listener.is_some() {
+            self.spare_fd = std::fs::File::open("/dev/null").ok();
+        }
     }
 
     fn admit(&mut self, tcp: mio::net::TcpStream) {
@@ -443,7 +470,7 @@ impl Worker {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             let conn = &mut self.conns[key];
-            if conn.start_close(1001, "server shutting down", &self.env) {
+            if conn.start_close(1001, "server shutting down", &mut self.env) {
                 if conn.claim_flush() {
                     self.flush_list.push(key);
                 }
@@ -479,6 +506,9 @@ impl Worker {
         };
         let changed = self.rooms.leave(key);
         self.bus.rooms_changed(changed);
+        if conn.ends_without_close() {
+            self.env.counters.count_close(1006);
+        }
         // Dropping the socket closes it, which also removes it from the poller.
         if let Some(seat) = conn.finish(&mut self.env) {
             self.shared.admission.release(seat);
@@ -514,6 +544,7 @@ impl Worker {
     }
 
     fn tick(&mut self) {
+        self.keep_spare();
         let mut expired = Vec::new();
         let mut parsing = 0;
         for (key, conn) in self.conns.iter_mut() {
@@ -530,6 +561,8 @@ impl Worker {
             self.close(key);
         }
         self.trim_after_quiet(parsing);
+        self.env.counters.rooms = self.rooms.len() as u64;
+        self.env.counters.room_members = self.rooms.member_count() as u64;
         self.flush_all();
         self.publish_counters();
         self.event_log
@@ -560,6 +593,7 @@ impl Worker {
     fn publish_counters(&mut self) {
         self.env.counters.memory_held = self.env.budget.held() as u64;
         self.shared.stats[self.id].publish(&self.env.counters);
+        self.shared.pass_times[self.id].publish(&self.pass_times);
     }
 }
 

@@ -73,6 +73,20 @@ pub fn corecast() -> Server {
     Server::bind(config).expect("corecast starts")
 }
 
+/// An in-process corecast with one unpinned worker on 127.0.0.1:0 that admits `capacity`
+/// connections and answers 503 beyond.
+pub fn corecast_with_capacity(capacity: usize) -> Server {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        workers: Some(1),
+        pin: false,
+        stats_interval: Duration::ZERO,
+        max_connections: Some(capacity),
+        ..Config::default()
+    };
+    Server::bind(config).expect("corecast starts")
+}
+
 /// A fresh path for a report file.
 pub fn temp_file(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("loadgen-test-{}", std::process::id()));
