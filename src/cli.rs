@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use corecast::{Config, CpuList};
+use corecast::{Config, CpuList, RedisUrl};
 use oskit::units::{parse_duration, parse_size};
 
 /// corecast: a thread-per-core WebSocket echo and broadcast server.
@@ -78,6 +78,27 @@ pub struct Args {
     /// its next input), so idle connections cost a few hundred bytes; 0 never.
     #[arg(long, env = "CORECAST_REST_AFTER", default_value = "1s", value_parser = parse_duration)]
     pub rest_after: Duration,
+    /// Redis that joins this instance's rooms with every other instance's on it,
+    /// redis://HOST:PORT[/DB]; without it rooms end at this process.
+    #[arg(long, env = "CORECAST_REDIS", value_name = "URL")]
+    pub redis: Option<RedisUrl>,
+    /// Seed nodes of a Redis Cluster (comma-separated or repeated URLs): rooms span every
+    /// instance on it through sharded pub/sub (Redis 7).
+    #[arg(
+        long,
+        env = "CORECAST_REDIS_CLUSTER",
+        value_name = "URL,...",
+        value_delimiter = ',',
+        conflicts_with = "redis"
+    )]
+    pub redis_cluster: Vec<RedisUrl>,
+    /// Prefix of each room's Redis channel.
+    #[arg(long, env = "CORECAST_REDIS_PREFIX", default_value = "corecast:room:")]
+    pub redis_prefix: String,
+    /// Published bytes waiting for Redis beyond which publishes to other instances are dropped
+    /// (and counted) instead of queued.
+    #[arg(long, env = "CORECAST_REDIS_QUEUE", default_value = "32MiB", value_parser = parse_size)]
+    pub redis_queue: usize,
     /// Serve /metrics and /stats.json only on this address (e.g. 127.0.0.1:9090), not on the
     /// public port [default: on the public port].
     #[arg(long, env = "CORECAST_METRICS_LISTEN")]
@@ -115,6 +136,10 @@ impl Args {
             allowed_origins: self.allowed_origins,
             stats_interval: self.stats_interval,
             rest_after: self.rest_after,
+            redis: self.redis,
+            redis_cluster: self.redis_cluster,
+            redis_prefix: self.redis_prefix,
+            redis_queue: self.redis_queue,
             metrics_listen: self.metrics_listen,
         }
     }
@@ -136,6 +161,9 @@ mod tests {
         assert_eq!(config.handshake_timeout, want.handshake_timeout);
         assert_eq!(config.stats_interval, want.stats_interval);
         assert_eq!(config.rest_after, want.rest_after);
+        assert_eq!(config.redis, None);
+        assert_eq!(config.redis_prefix, want.redis_prefix);
+        assert_eq!(config.redis_queue, want.redis_queue);
         assert!(config.pin);
         assert_eq!(config.metrics_listen, want.metrics_listen);
     }

@@ -3,7 +3,9 @@
 //! The CLI (`cli`) fills it from flags and `CORECAST_*` variables; tests and benches build it
 //! directly. Nothing here touches the OS.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
 use oskit::cpu::CpuList;
@@ -57,6 +59,18 @@ pub struct Config {
     /// Serve `/metrics` and `/stats.json` only on this address (a thread of their own), not on
     /// `listen`. `None`: the public port answers them.
     pub metrics_listen: Option<SocketAddr>,
+    /// Redis through which this instance's rooms are joined with every other instance's on the
+    /// same Redis. `None`: rooms end at this process and no Redis is needed.
+    pub redis: Option<RedisUrl>,
+    /// Seed nodes of a Redis Cluster through which rooms span instances with sharded pub/sub
+    /// (SPUBLISH/SSUBSCRIBE, Redis 7), so the bus scales out too. Empty: none. Not with `redis`.
+    pub redis_cluster: Vec<RedisUrl>,
+    /// Prefix of each room's Redis channel, so several deployments can share one Redis.
+    pub redis_prefix: String,
+    /// Bytes of published frames waiting for Redis, across workers, beyond which publishes to
+    /// other instances are dropped (and counted) instead of queued: a slow Redis costs at most
+    /// this much memory.
+    pub redis_queue: usize,
 }
 
 impl Default for Config {
@@ -81,6 +95,72 @@ impl Default for Config {
             stats_interval: Duration::from_secs(10),
             rest_after: Duration::from_secs(1),
             metrics_listen: None,
+            redis: None,
+            redis_cluster: Vec::new(),
+            redis_prefix: "corecast:room:".to_string(),
+            redis_queue: 32 << 20,
+        }
+    }
+}
+
+/// A Redis address, `redis://HOST:PORT[/DB]`, checked when parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for RedisUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RedisUrl, String> {
+        let url = redis::parse_redis_url(s)
+            .ok_or_else(|| format!("{s:?} is not a Redis URL (redis://HOST:PORT[/DB])"))?;
+        if url.scheme() != "redis" {
+            return Err(format!(
+                "{s:?}: only redis:// is supported, not {}://",
+                url.scheme()
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("{s:?} names no host"));
+        }
+        redis::IntoConnectionInfo::into_connection_info(s).map_err(|e| format!("{s:?}: {e}"))?;
+        Ok(RedisUrl(s.to_string()))
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_urls_are_checked_when_parsed() {
+        for good in [
+            "redis://127.0.0.1:6379",
+            "redis://localhost:7000/2",
+            "redis://h",
+        ] {
+            assert_eq!(good.parse::<RedisUrl>().unwrap().as_str(), good);
+        }
+        for bad in [
+            "",
+            "127.0.0.1:6379",
+            "http://127.0.0.1:6379",
+            "rediss://127.0.0.1:6379",
+            "redis://127.0.0.1:6379/x",
+            "redis://127.0.0.1:99999",
+        ] {
+            assert!(bad.parse::<RedisUrl>().is_err(), "{bad:?} accepted");
         }
     }
 }

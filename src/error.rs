@@ -14,4 +14,6 @@ pub enum Error {
     Poll(io::Error),
     #[error("cannot start a worker thread: {0}")]
     Spawn(io::Error),
+    #[error("cannot start the redis bridge: {0}")]
+    Bridge(io::Error),
 }

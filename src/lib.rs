@@ -2,13 +2,19 @@
 //! many long-lived connections on few cores.
 //!
 //! The public API is what an embedding program calls: [`Server`] (bind, stats, shutdown),
-//! [`Config`], [`Counters`], [`Stopper`], [`Error`] and [`CpuList`]. Everything else is private.
+//! [`Config`], [`RedisUrl`], [`Counters`], [`BridgeStats`], [`Stopper`], [`Error`] and
+//! [`CpuList`]. Everything else is private.
 //!
 //! Layout, top down; each layer uses only layers listed after it (`tests/layers.rs` checks):
 //! - `runtime`: the threads. `server` starts the pinned workers, wires their inboxes together
 //!   and stops them; `worker` is one thread's mio loop (its SO_REUSEPORT `listener`, its
 //!   connections in a `Slab` keyed by token, the tick, corked flushes); `metrics_listener` is
 //!   the optional thread that serves `/metrics` on its own address.
+//! - `bridge`: rooms across instances through Redis (`--redis`, or sharded pub/sub on a Redis
+//!   Cluster with `--redis-cluster`): each worker's `link` queues what a pass publishes, a
+//!   `publisher` thread pipelines it to Redis, `subscriber` threads follow the rooms with local
+//!   members and feed other instances' frames into the workers' inboxes. Nothing in it runs on
+//!   a worker's thread but the link, which never blocks.
 //! - `fanout`: `rooms` (who is in which room on one worker) and `bus` (frames between
 //!   workers, the seam for a bridge between instances). It never sees a socket.
 //! - `connection`: one connection's state machine, HTTP request to closed socket, over its
@@ -40,6 +46,7 @@
 //! ```
 
 mod admission;
+mod bridge;
 mod budget;
 mod config;
 mod connection;
@@ -50,7 +57,8 @@ mod protocol;
 mod runtime;
 mod stats;
 
-pub use config::Config;
+pub use bridge::BridgeStats;
+pub use config::{Config, RedisUrl};
 pub use error::Error;
 pub use oskit::cpu::CpuList;
 pub use runtime::server::{Server, Stopper};

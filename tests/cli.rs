@@ -22,6 +22,17 @@ fn bad_arguments_give_one_line_and_status_2() {
         &["--read-buffer", "lots"],
         &["--read-buffer", "16"],
         &["--cpus", "3-1"],
+        &["--redis", "127.0.0.1:6379"],
+        &["--redis", "http://127.0.0.1:6379"],
+        &["--redis", "redis://127.0.0.1:6379/not-a-db"],
+        &["--redis", "redis://127.0.0.1:6379", "--redis-queue", "0"],
+        &["--redis-cluster", "redis://127.0.0.1:7000,nope"],
+        &[
+            "--redis",
+            "redis://127.0.0.1:6379",
+            "--redis-cluster",
+            "redis://127.0.0.1:7000",
+        ],
         &["--no-such-option"],
         &["--log-format", "xml"],
         &["--metrics-listen", "nowhere"],
@@ -41,12 +52,17 @@ fn bad_arguments_give_one_line_and_status_2() {
 
 #[test]
 fn environment_variables_configure_the_server() {
-    let out = Command::new(BIN)
-        .env("CORECAST_WORKERS", "nope")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("workers"));
+    for (var, value, named) in [
+        ("CORECAST_WORKERS", "nope", "workers"),
+        ("CORECAST_REDIS", "redis:/nowhere", "--redis"),
+    ] {
+        let out = Command::new(BIN).env(var, value).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(named),
+            "{var}"
+        );
+    }
 }
 
 /// Starts the binary on a free port and returns it with its address (from the startup line).

@@ -5,8 +5,10 @@
 //! every other worker's inbox: a bounded channel plus the worker's `mio::Waker`. Per-sender
 //! order holds because each (sender worker, receiver worker) pair is one FIFO.
 //!
-//! `Bus` is the one seam for fan-out beyond this process: a Redis pub/sub bridge would publish
-//! what `publish` is given and feed what it hears back as `Envelope::Deliver`.
+//! `Bus` is the one seam for fan-out beyond this process: with a `Remote` attached (the Redis
+//! bridge), it also hands every published frame to it, tells it which rooms this worker has
+//! members in, and lets it send a pass's publishes at the end of the pass. What the remote
+//! hears from other instances comes back into the inboxes as `Envelope::Deliver`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,6 +16,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use mio::Waker;
+
+use crate::fanout::rooms::Changed;
 
 /// Capacity of each worker's inbox, in messages.
 pub const INBOX_CAPACITY: usize = 64 * 1024;
@@ -25,6 +29,19 @@ pub enum Envelope {
     Deliver { room: Arc<str>, frame: Bytes },
     /// Begin graceful shutdown.
     Shutdown,
+}
+
+/// The other instances, as one worker sees them. Every call is made on the worker's thread and
+/// must never block it.
+pub trait Remote: Send {
+    /// A frame published in `room` on this worker, for the members of `room` elsewhere.
+    fn publish(&mut self, room: &Arc<str>, frame: &Bytes);
+    /// `room` has its first member on this worker: its messages from elsewhere are wanted.
+    fn room_opened(&mut self, room: &Arc<str>);
+    /// `room` has lost its last member on this worker.
+    fn room_emptied(&mut self, room: &Arc<str>);
+    /// End of a loop pass: send what this pass published.
+    fn end_pass(&mut self);
 }
 
 /// Sending side of one worker's inbox.
@@ -52,6 +69,8 @@ pub struct Bus {
     overflow: Vec<VecDeque<Envelope>>,
     /// Peers sent to during this pass: each is woken once at the end of the pass.
     touched: Vec<bool>,
+    /// The other instances (`--redis`); `None` when rooms end at this process.
+    remote: Option<Box<dyn Remote>>,
 }
 
 impl Bus {
@@ -63,10 +82,30 @@ impl Bus {
             peers,
             overflow: (0..n).map(|_| VecDeque::new()).collect(),
             touched: vec![false; n],
+            remote: None,
         }
     }
 
-    /// Sends a published frame to every other worker.
+    /// Also publishes to other instances through `remote`.
+    pub fn with_remote(mut self, remote: Box<dyn Remote>) -> Bus {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// Tells the remote that this worker's membership changed (see `Rooms`).
+    pub fn rooms_changed(&mut self, changed: Changed) {
+        let Some(remote) = self.remote.as_mut() else {
+            return;
+        };
+        if let Some(room) = changed.emptied {
+            remote.room_emptied(&room);
+        }
+        if let Some(room) = changed.opened {
+            remote.room_opened(&room);
+        }
+    }
+
+    /// Sends a published frame to every other worker, and to the other instances.
     pub fn publish(&mut self, room: &Arc<str>, frame: &Bytes) {
         for peer in 0..self.peers.len() {
             if peer == self.me {
@@ -77,6 +116,9 @@ impl Bus {
                 frame: frame.clone(),
             };
             self.send(peer, envelope);
+        }
+        if let Some(remote) = self.remote.as_mut() {
+            remote.publish(room, frame);
         }
     }
 
@@ -92,8 +134,12 @@ impl Bus {
         }
     }
 
-    /// End of a loop pass: retry held messages and wake every peer sent to.
+    /// End of a loop pass: retry held messages, wake every peer sent to, hand the pass's
+    /// publishes to the remote.
     pub fn end_pass(&mut self) {
+        if let Some(remote) = self.remote.as_mut() {
+            remote.end_pass();
+        }
         for peer in 0..self.peers.len() {
             while let Some(envelope) = self.overflow[peer].pop_front() {
                 match self.peers[peer].tx.try_send(envelope) {
@@ -166,5 +212,47 @@ mod tests {
         }
         assert_eq!(got, vec![0, 1, 2, 3, 4]);
         assert!(!bus0.has_overflow());
+    }
+
+    /// Records what the bus hands a remote.
+    struct Recorder(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Remote for Recorder {
+        fn publish(&mut self, room: &Arc<str>, frame: &Bytes) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("publish {room} {}", frame[0]));
+        }
+        fn room_opened(&mut self, room: &Arc<str>) {
+            self.0.lock().unwrap().push(format!("opened {room}"));
+        }
+        fn room_emptied(&mut self, room: &Arc<str>) {
+            self.0.lock().unwrap().push(format!("emptied {room}"));
+        }
+        fn end_pass(&mut self) {
+            self.0.lock().unwrap().push("end".to_string());
+        }
+    }
+
+    #[test]
+    fn a_remote_hears_publishes_membership_and_pass_ends() {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut bus = Bus::new(0, rx, vec![Mailbox { tx, waker }])
+            .with_remote(Box::new(Recorder(log.clone())));
+        let mut rooms = crate::fanout::rooms::Rooms::default();
+        bus.rooms_changed(rooms.join(7, "r"));
+        bus.rooms_changed(rooms.join(8, "r"));
+        bus.publish(&Arc::from("r"), &Bytes::from_static(&[5]));
+        bus.end_pass();
+        bus.rooms_changed(rooms.leave(7));
+        bus.rooms_changed(rooms.join(8, "s"));
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["opened r", "publish r 5", "end", "emptied r", "opened s"]
+        );
     }
 }

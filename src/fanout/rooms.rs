@@ -4,6 +4,10 @@
 //! walked on every delivery) and member → seat (its room and its index in that list, so leaving
 //! is O(1) by swap-remove). Every way a connection can go (close, error, timeout, shutdown)
 //! ends in the worker's one `leave` call. Empty rooms are removed, so they hold no memory.
+//!
+//! `join` and `leave` report when a room gains its first local member or loses its last
+//! (`Changed`): the points where this worker starts and stops needing the room's messages from
+//! other instances.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +17,14 @@ use std::sync::Arc;
 struct Seat {
     room: Arc<str>,
     index: usize,
+}
+
+/// What a `join` or `leave` changed beyond one member: a room that now has its first local
+/// member, and one that lost its last.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Changed {
+    pub opened: Option<Arc<str>>,
+    pub emptied: Option<Arc<str>>,
 }
 
 /// Local room membership; members are connection keys.
@@ -26,11 +38,14 @@ pub(crate) struct Rooms {
 
 impl Rooms {
     /// Adds connection `key` to `room` (leaving any room it was in).
-    pub fn join(&mut self, key: usize, room: &str) {
-        self.leave(key);
-        let room: Arc<str> = match self.rooms.get_key_value(room) {
-            Some((name, _)) => name.clone(),
-            None => Arc::from(room),
+    pub fn join(&mut self, key: usize, room: &str) -> Changed {
+        let emptied = self.leave(key).emptied;
+        let (room, opened) = match self.rooms.get_key_value(room) {
+            Some((name, _)) => (name.clone(), None),
+            None => {
+                let name: Arc<str> = Arc::from(room);
+                (name.clone(), Some(name))
+            }
         };
         let members = self.rooms.entry(room.clone()).or_default();
         members.push(key);
@@ -39,16 +54,17 @@ impl Rooms {
             self.seats.resize_with(key + 1, || None);
         }
         self.seats[key] = Some(Seat { room, index });
+        Changed { opened, emptied }
     }
 
     /// Removes connection `key` from its room; nothing happens when it is in none.
-    pub fn leave(&mut self, key: usize) {
+    pub fn leave(&mut self, key: usize) -> Changed {
         let Some(Seat { room, index }) = self.seats.get_mut(key).and_then(Option::take) else {
-            return;
+            return Changed::default();
         };
         let Some(members) = self.rooms.get_mut(&room) else {
             debug_assert!(false, "a seat in a room that does not exist");
-            return;
+            return Changed::default();
         };
         members.swap_remove(index);
         if let Some(&moved) = members.get(index) {
@@ -58,7 +74,12 @@ impl Rooms {
         }
         if members.is_empty() {
             self.rooms.remove(&room);
+            return Changed {
+                opened: None,
+                emptied: Some(room),
+            };
         }
+        Changed::default()
     }
 
     /// The room connection `key` is in.
@@ -143,18 +164,60 @@ mod tests {
     #[test]
     fn random_joins_and_leaves_stay_consistent() {
         let mut rooms = Rooms::default();
+        // Rooms opened minus rooms emptied, as the reports say: always the rooms that exist.
+        let mut open: HashMap<Arc<str>, ()> = HashMap::new();
         let mut state = 0x2545_f491_4f6c_dd1du64;
         for _ in 0..5000 {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             let key = (state % 64) as usize;
-            if state & 0x100 == 0 {
-                rooms.join(key, ["x", "y", "z"][(state >> 9) as usize % 3]);
+            let changed = if state & 0x100 == 0 {
+                rooms.join(key, ["x", "y", "z"][(state >> 9) as usize % 3])
             } else {
-                rooms.leave(key);
+                rooms.leave(key)
+            };
+            if let Some(room) = changed.emptied {
+                assert!(
+                    open.remove(&room).is_some(),
+                    "{room} emptied but never opened"
+                );
             }
+            if let Some(room) = changed.opened {
+                assert!(
+                    open.insert(room.clone(), ()).is_none(),
+                    "{room} opened twice"
+                );
+            }
+            assert_eq!(open.len(), rooms.len());
+            assert!(open.keys().all(|room| !rooms.members(room).is_empty()));
         }
         assert_consistent(&rooms);
+    }
+
+    #[test]
+    fn first_join_opens_and_last_leave_empties() {
+        let mut rooms = Rooms::default();
+        let opened = |name: &str| Changed {
+            opened: Some(Arc::from(name)),
+            emptied: None,
+        };
+        let emptied = |name: &str| Changed {
+            opened: None,
+            emptied: Some(Arc::from(name)),
+        };
+        assert_eq!(rooms.join(1, "a"), opened("a"));
+        assert_eq!(rooms.join(2, "a"), Changed::default());
+        assert_eq!(rooms.leave(1), Changed::default());
+        // Moving the last member of "a" to "b" empties one and opens the other.
+        assert_eq!(
+            rooms.join(2, "b"),
+            Changed {
+                opened: Some(Arc::from("b")),
+                emptied: Some(Arc::from("a")),
+            }
+        );
+        assert_eq!(rooms.leave(2), emptied("b"));
+        assert_eq!(rooms.leave(2), Changed::default());
     }
 }

@@ -11,6 +11,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mio::{Poll, Waker};
 
 use crate::admission::Admission;
+use crate::bridge::{self, Bridge, BridgeStats};
 use crate::config::Config;
 use crate::connection::Limits;
 use crate::error::Error;
@@ -37,6 +38,8 @@ pub struct Server {
     stats_logger: Option<(JoinHandle<()>, Sender<()>)>,
     /// Serves the stats pages on `--metrics-listen`; stopped when dropped.
     metrics: Option<MetricsListener>,
+    /// The link to other instances (`--redis`); dropped after the workers exit.
+    bridge: Option<Bridge>,
 }
 
 /// Asks every worker to shut down; clonable so a signal thread can hold one.
@@ -114,18 +117,41 @@ impl Server {
         let stopper = Stopper {
             mailboxes: mailboxes.clone(),
         };
+        let target = match (&config.redis, config.redis_cluster.as_slice()) {
+            (Some(url), _) => Some(bridge::Target::Single(url)),
+            (None, []) => None,
+            (None, seeds) => Some(bridge::Target::Cluster(seeds)),
+        };
+        let (bridge, links) = match target {
+            Some(target) => {
+                let settings = bridge::Settings {
+                    target,
+                    prefix: &config.redis_prefix,
+                    queue_limit: config.redis_queue,
+                };
+                let (bridge, links) =
+                    Bridge::start(settings, mailboxes.clone()).map_err(Error::Bridge)?;
+                (Some(bridge), links)
+            }
+            None => (None, Vec::new()),
+        };
+        let mut links = links.into_iter();
 
         let mut handles = Vec::with_capacity(workers);
         for (id, ((poll, listener), inbox)) in
             polls.into_iter().zip(listeners).zip(inboxes).enumerate()
         {
             let core = (config.pin && !cores.is_empty()).then(|| cores[id % cores.len()]);
+            let mut bus = Bus::new(id, inbox, mailboxes.clone());
+            if let Some(link) = links.next() {
+                bus = bus.with_remote(Box::new(link));
+            }
             let setup = WorkerSetup {
                 id,
                 core,
                 poll,
                 listener,
-                bus: Bus::new(id, inbox, mailboxes.clone()),
+                bus,
                 limits: limits.clone(),
                 memory_share,
                 shared: shared.clone(),
@@ -183,6 +209,7 @@ impl Server {
             capacity,
             stats_logger,
             metrics,
+            bridge,
         })
     }
 
@@ -215,6 +242,11 @@ impl Server {
             .collect()
     }
 
+    /// The Redis bridge's counters; `None` without `--redis`.
+    pub fn bridge_stats(&self) -> Option<BridgeStats> {
+        self.bridge.as_ref().map(Bridge::stats)
+    }
+
     /// A handle that can start shutdown from another thread.
     pub fn stopper(&self) -> Stopper {
         self.stopper.clone()
@@ -244,6 +276,8 @@ impl Server {
             let _ = handle.join();
         }
         self.metrics = None;
+        // After the workers: their links are gone, so the publisher has nothing left to send.
+        drop(self.bridge.take());
         total
     }
 }
@@ -297,6 +331,13 @@ fn validate(config: &Config, workers: usize, memory_limit: usize) -> Result<(), 
     }
     if config.cpus.as_ref().is_some_and(|c| c.0.is_empty()) {
         return fail("CPU list is empty");
+    }
+    let bridged = config.redis.is_some() || !config.redis_cluster.is_empty();
+    if bridged && config.redis_queue == 0 {
+        return fail("redis queue must be at least 1 byte");
+    }
+    if config.redis.is_some() && !config.redis_cluster.is_empty() {
+        return fail("--redis and --redis-cluster exclude each other");
     }
     Ok(())
 }

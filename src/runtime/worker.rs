@@ -399,7 +399,8 @@ impl Worker {
             Step::Again => self.read_list.push(key),
             Step::Upgraded(endpoint) => {
                 if let Endpoint::Room(name) = endpoint {
-                    self.rooms.join(key, &name);
+                    let changed = self.rooms.join(key, &name);
+                    self.bus.rooms_changed(changed);
                 }
                 self.read_list.push(key);
             }
@@ -512,7 +513,8 @@ impl Worker {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
         };
-        self.rooms.leave(key);
+        let changed = self.rooms.leave(key);
+        self.bus.rooms_changed(changed);
         if conn.ends_without_close() {
             self.env.counters.count_close(1006);
         }

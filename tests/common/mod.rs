@@ -3,6 +3,8 @@
 //! hanging it.
 #![allow(dead_code)]
 
+pub mod redis_server;
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -275,6 +277,17 @@ pub fn echo_text(ws: &mut Client, text: &str) -> Result<(), String> {
             Message::Ping(_) | Message::Pong(_) => continue,
             Message::Text(t) if t.as_str() == text => return Ok(()),
             other => return Err(format!("expected {text:?}, got {other:?}")),
+        }
+    }
+}
+
+/// The next text message, skipping keepalive pings; fails on anything else.
+pub fn next_text(member: &mut Client) -> String {
+    loop {
+        match member.read().expect("read") {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text message, got {other:?}"),
         }
     }
 }
