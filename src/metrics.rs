@@ -39,6 +39,8 @@ pub struct Snapshot {
     pub workers: Vec<WorkerSnapshot>,
     /// Connections admitted before upgrades get 503.
     pub capacity: usize,
+    /// The Redis bridge's counters when there is one: (name, help, is a gauge, value).
+    pub bridge: Vec<(&'static str, &'static str, bool, u64)>,
 }
 
 impl Snapshot {
@@ -159,6 +161,27 @@ impl Snapshot {
             MetricType::GAUGE,
             vec![Metric::from_gauge(capacity)],
         ));
+
+        for &(name, help, gauge, value) in &self.bridge {
+            let (suffix, kind, mut sample) = if gauge {
+                let mut g = Gauge::default();
+                g.set_value(value as f64);
+                ("", MetricType::GAUGE, Metric::from_gauge(g))
+            } else {
+                let mut c = Counter::default();
+                c.set_value(value as f64);
+                let mut m = Metric::default();
+                m.set_counter(c);
+                ("_total", MetricType::COUNTER, m)
+            };
+            sample.set_label(Vec::new());
+            families.push(family(
+                format!("{PREFIX}bridge_{name}{suffix}"),
+                help,
+                kind,
+                vec![sample],
+            ));
+        }
         families
     }
 }
@@ -209,7 +232,27 @@ mod tests {
         Snapshot {
             workers: vec![a, b],
             capacity: 100,
+            bridge: Vec::new(),
         }
+    }
+
+    #[test]
+    fn bridge_counters_are_exported_as_counters_and_gauges() {
+        let mut snapshot = snapshot();
+        snapshot.bridge = vec![
+            ("published", "Frames written to Redis.", false, 21),
+            ("subscriptions", "Room channels subscribed.", true, 2),
+        ];
+        let text = snapshot.prometheus();
+        assert!(text.contains("# TYPE corecast_bridge_published_total counter\n"));
+        assert!(text.contains("corecast_bridge_published_total 21\n"));
+        assert!(text.contains("# TYPE corecast_bridge_subscriptions gauge\n"));
+        assert!(text.contains("corecast_bridge_subscriptions 2\n"));
+        assert!(!snapshot_without_bridge().contains("bridge"));
+    }
+
+    fn snapshot_without_bridge() -> String {
+        snapshot().prometheus()
     }
 
     #[test]

@@ -75,6 +75,13 @@ fn a_publish_on_one_instance_reaches_every_member_on_every_instance_once() {
             (0, 0, 0, 0)
         );
     }
+    // The bridge's counters are in the metrics too.
+    let metrics = http_exchange(sa.local_addr(), b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        metrics.contains("corecast_bridge_published_total 21\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("corecast_bridge_subscriber_up 1\n"));
     // Nothing on a plain broadcast changes without --redis: the test suite's other files.
 }
 

@@ -53,6 +53,16 @@ use stats::Meters;
 use subscriber::Deliverer;
 use wire::Origin;
 
+/// Reads the bridge's counters (the metrics endpoint holds one).
+#[derive(Debug, Clone)]
+pub(crate) struct StatsSource(Arc<Shared>);
+
+impl StatsSource {
+    pub fn snapshot(&self) -> BridgeStats {
+        self.0.meters.snapshot()
+    }
+}
+
 /// How long shutdown waits for the bridge threads; one still blocked on Redis then is left to
 /// end with the process.
 const STOP_WAIT: Duration = Duration::from_secs(1);
@@ -179,6 +189,11 @@ impl Bridge {
 
     pub fn stats(&self) -> BridgeStats {
         self.shared.meters.snapshot()
+    }
+
+    /// A handle that reads the counters from anywhere, for the metrics.
+    pub fn stats_source(&self) -> StatsSource {
+        StatsSource(self.shared.clone())
     }
 }
 

@@ -3,13 +3,33 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Fields of `BridgeStats` that are levels, not totals.
+const GAUGES: [&str; 4] = [
+    "queued_bytes",
+    "subscriptions",
+    "publisher_up",
+    "subscriber_up",
+];
+
 macro_rules! bridge_stats {
-    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
         /// The Redis bridge's counters (`Server::bridge_stats`). `queued_bytes`,
         /// `subscriptions`, `publisher_up` and `subscriber_up` are gauges; everything else only
         /// grows.
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-        pub struct BridgeStats { $($(#[$doc])* pub $name: u64,)* }
+        pub struct BridgeStats { $($(#[doc = $doc])* pub $name: u64,)* }
+
+        impl BridgeStats {
+            /// Every field as a metric: (name, help, is a gauge, value).
+            pub(crate) fn metrics(&self) -> Vec<(&'static str, &'static str, bool, u64)> {
+                vec![$((
+                    stringify!($name),
+                    concat!($($doc),*).trim_ascii(),
+                    GAUGES.contains(&stringify!($name)),
+                    self.$name,
+                ),)*]
+            }
+        }
 
         /// The live counters behind `BridgeStats`.
         #[derive(Debug, Default)]
@@ -50,4 +70,23 @@ bridge_stats! {
     publisher_connects,
     /// Times the subscribing connection was (re)established.
     subscriber_connects,
+}
+
+#[cfg(test)]
+mod metric_tests {
+    use super::*;
+
+    #[test]
+    fn every_field_is_a_metric_with_help_and_the_gauges_are_marked() {
+        let stats = BridgeStats {
+            published: 7,
+            subscriptions: 2,
+            ..BridgeStats::default()
+        };
+        let metrics = stats.metrics();
+        assert!(metrics.iter().all(|(_, help, _, _)| !help.is_empty()));
+        assert!(metrics.contains(&("published", "Frames written to Redis.", false, 7)));
+        let gauges: Vec<&str> = metrics.iter().filter(|m| m.2).map(|m| m.0).collect();
+        assert_eq!(gauges, GAUGES);
+    }
 }

@@ -38,6 +38,11 @@ pub(crate) fn snapshot(shared: &Shared) -> Snapshot {
             })
             .collect(),
         capacity: shared.capacity,
+        bridge: shared
+            .bridge
+            .get()
+            .map(|source| source.snapshot().metrics())
+            .unwrap_or_default(),
     }
 }
 

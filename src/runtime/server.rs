@@ -104,6 +104,7 @@ impl Server {
             pass_times: (0..workers).map(|_| SharedPassTimes::default()).collect(),
             capacity,
             public_stats: config.metrics_listen.is_none(),
+            bridge: std::sync::OnceLock::new(),
         });
         let metrics = match config.metrics_listen {
             Some(at) => Some(
@@ -131,6 +132,7 @@ impl Server {
                 };
                 let (bridge, links) =
                     Bridge::start(settings, mailboxes.clone()).map_err(Error::Bridge)?;
+                let _ = shared.bridge.set(bridge.stats_source());
                 (Some(bridge), links)
             }
             None => (None, Vec::new()),

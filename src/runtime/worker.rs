@@ -67,6 +67,8 @@ pub(crate) struct Shared {
     pub capacity: usize,
     /// The public port answers `/metrics` and `/stats.json` (no separate metrics listener).
     pub public_stats: bool,
+    /// The Redis bridge's counters, once it is started (for the metrics).
+    pub bridge: std::sync::OnceLock<crate::bridge::StatsSource>,
 }
 
 /// Everything a worker thread is started with.
