@@ -315,3 +315,34 @@ pub fn run_parent(plan: &Plan, progress: &mut Progress) -> Result<Stats, ShardEr
     merged.aborted |= stopped;
     Ok(merged)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::PublisherStats;
+
+    #[test]
+    fn a_broadcast_report_crosses_from_child_to_parent() {
+        let mut stats = Stats::default();
+        stats.publishers.insert(
+            7,
+            PublisherStats {
+                room: 2,
+                sent: 120,
+                delivered: 6_000_000,
+                ..PublisherStats::default()
+            },
+        );
+        stats.room_members.insert(2, 50_000);
+        let line = serde_json::to_string(&ChildMsg::Report {
+            stats: Box::new(stats),
+        })
+        .unwrap();
+        let ChildMsg::Report { stats: back } = serde_json::from_str(&line).unwrap() else {
+            panic!("not a report: {line}");
+        };
+        assert_eq!(back.publishers[&7].delivered, 6_000_000);
+        assert_eq!(back.publishers[&7].room, 2);
+        assert_eq!(back.room_members[&2], 50_000);
+    }
+}

@@ -173,8 +173,10 @@ pub struct Stats {
     #[serde(with = "hist_base64")]
     pub lag: Histogram<u64>,
     /// Broadcast mode: per publisher (keyed by connection index).
+    #[serde(with = "pairs")]
     pub publishers: BTreeMap<u32, PublisherStats>,
     /// Broadcast mode: open connections per room when traffic started.
+    #[serde(with = "pairs")]
     pub room_members: BTreeMap<u32, u64>,
     /// Whether the run was aborted (failure limit, or the parent said stop).
     pub aborted: bool,
@@ -294,6 +296,28 @@ pub mod hist_base64 {
         hist.add(&decoded)
             .map_err(|e| serde::de::Error::custom(format!("{e:?}")))?;
         Ok(hist)
+    }
+}
+
+/// Maps with number keys as lists of pairs on the wire between processes: JSON object keys are
+/// strings, and a shard's report travels inside an internally tagged enum, whose buffered
+/// content serde cannot turn back from string keys into numbers.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, V: Serialize>(
+        map: &BTreeMap<u32, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, V: Deserialize<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<u32, V>, D::Error> {
+        Ok(Vec::<(u32, V)>::deserialize(d)?.into_iter().collect())
     }
 }
 
