@@ -133,6 +133,22 @@ pub(crate) struct Env {
     pub stats_pages: Option<StatsPages>,
 }
 
+impl Env {
+    /// The answer for a stats page on this port.
+    fn stats_page(&self, page: StatsPage) -> http::Response {
+        match &self.stats_pages {
+            Some(StatsPages(write)) => write(page),
+            None => http::Response::reject(404, "not found"),
+        }
+    }
+
+    /// The answer to an upgrade that came without a seat, counted.
+    fn refuse_upgrade(&mut self) -> http::Response {
+        self.counters.over_capacity += 1;
+        admission::over_capacity()
+    }
+}
+
 /// Writes a stats page from what the workers published (the worker supplies it: only it can
 /// reach the published copies).
 pub(crate) struct StatsPages(pub Box<dyn Fn(StatsPage) -> http::Response>);
@@ -456,13 +472,8 @@ impl<S: Socket> Connection<S> {
                 // Over capacity, the descriptor is what is scarce: the answer goes out and the
                 // socket closes without waiting for the peer (nothing more is expected from it
                 // before a 101, so closing does not reset the answer away).
-                env.counters.over_capacity += 1;
-                env.counters.count_response(503);
-                stream
-                    .out_mut()
-                    .push_shared(admission::over_capacity().bytes, false);
-                self.enter_draining(stream, false, env.now, &env.limits);
-                Step::Idle
+                let response = env.refuse_upgrade();
+                self.respond(stream, response, false, env)
             }
             Decision::Upgrade { endpoint, response } => {
                 let consumed = parsed.map(|(_, n)| n).unwrap_or(buf.len());
@@ -486,21 +497,25 @@ impl<S: Socket> Connection<S> {
                 env.counters.handshakes += 1;
                 Step::Upgraded(endpoint)
             }
-            Decision::Respond(response) => self.respond(stream, response, env),
+            Decision::Respond(response) => self.respond(stream, response, true, env),
             Decision::Stats(page) => {
-                let response = match &env.stats_pages {
-                    Some(StatsPages(write)) => write(page),
-                    None => http::Response::reject(404, "not found"),
-                };
-                self.respond(stream, response, env)
+                let response = env.stats_page(page);
+                self.respond(stream, response, true, env)
             }
         }
     }
 
-    fn respond(&mut self, mut stream: Stream<S>, response: http::Response, env: &mut Env) -> Step {
+    /// Queues an HTTP answer and drains: with `linger`, waiting for the peer's EOF after FIN.
+    fn respond(
+        &mut self,
+        mut stream: Stream<S>,
+        response: http::Response,
+        linger: bool,
+        env: &mut Env,
+    ) -> Step {
         env.counters.count_response(response.status);
         stream.out_mut().push_shared(response.bytes, false);
-        self.enter_draining(stream, true, env.now, &env.limits);
+        self.enter_draining(stream, linger, env.now, &env.limits);
         Step::Idle
     }
 
@@ -861,19 +876,11 @@ pub(crate) fn refuse_now<S: Socket>(mut socket: S, env: &mut Env) {
     let response = match http::parse_request(&buf[..len]) {
         Ok(Some((head, _))) => match http::decide(&head, &env.limits.policy) {
             Decision::Respond(response) => response,
-            Decision::Stats(page) => match &env.stats_pages {
-                Some(StatsPages(write)) => write(page),
-                None => http::Response::reject(404, "not found"),
-            },
-            Decision::Upgrade { .. } => {
-                env.counters.over_capacity += 1;
-                admission::over_capacity()
-            }
+            Decision::Stats(page) => env.stats_page(page),
+            Decision::Upgrade { .. } => env.refuse_upgrade(),
         },
-        _ => {
-            env.counters.over_capacity += 1;
-            admission::over_capacity()
-        }
+        // Incomplete or unreadable: there is no waiting for the rest.
+        _ => env.refuse_upgrade(),
     };
     env.counters.count_response(response.status);
     // A fresh socket's send buffer takes a short answer whole; if not, the peer gets less.

@@ -345,8 +345,8 @@ impl Worker {
             Err(_) => false,
         };
         // Another worker may take the freed descriptor first; then the spare is reopened at a
-        // later tick (`keep_spare`).
-        self.spare_fd = std::fs::File::open("/dev/null").ok();
+        // later tick.
+        self.keep_spare();
         refused
     }
 
