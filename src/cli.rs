@@ -2,17 +2,19 @@
 //! variable `CORECAST_<NAME>`; clap reports bad values in one line and exits with status 2.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 
-use corecast::{Config, CpuList, RedisUrl};
+use corecast::{Config, CpuList, RedisUrl, TlsFiles};
 use oskit::units::{parse_duration, parse_size};
 
 /// corecast: a thread-per-core WebSocket echo and broadcast server.
 ///
 /// Endpoints: ws://HOST:PORT/echo, ws://HOST:PORT/broadcast[/ROOM], GET / (demo page),
-/// GET /healthz, GET /metrics (Prometheus), GET /stats.json.
+/// GET /healthz, GET /metrics (Prometheus), GET /stats.json; wss:// and https:// with
+/// --tls-cert and --tls-key.
 #[derive(Debug, Parser)]
 #[command(name = "corecast", version, about, long_about = None)]
 pub struct Args {
@@ -103,6 +105,27 @@ pub struct Args {
     /// public port [default: on the public port].
     #[arg(long, env = "CORECAST_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve TLS (wss://, https://) with this PEM certificate chain, leaf first; needs
+    /// --tls-key. Reloaded on SIGHUP and when the file changes.
+    #[arg(
+        long,
+        env = "CORECAST_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "CORECAST_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// How often the TLS certificate files are checked for a change (a change reloads them,
+    /// as SIGHUP does); 0: only on SIGHUP.
+    #[arg(long, env = "CORECAST_TLS_WATCH", default_value = "1s", value_parser = parse_duration)]
+    pub tls_watch: Duration,
     /// Log format: `text` for people, `json` (one object per line) for log shippers.
     #[arg(long, env = "CORECAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -141,6 +164,12 @@ impl Args {
             redis_prefix: self.redis_prefix,
             redis_queue: self.redis_queue,
             metrics_listen: self.metrics_listen,
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                // clap requires each with the other.
+                _ => None,
+            },
+            tls_watch: self.tls_watch,
         }
     }
 }
@@ -166,6 +195,8 @@ mod tests {
         assert_eq!(config.redis_queue, want.redis_queue);
         assert!(config.pin);
         assert_eq!(config.metrics_listen, want.metrics_listen);
+        assert_eq!(config.tls, None);
+        assert_eq!(config.tls_watch, want.tls_watch);
     }
 
     #[test]

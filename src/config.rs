@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -71,6 +72,22 @@ pub struct Config {
     /// other instances are dropped (and counted) instead of queued: a slow Redis costs at most
     /// this much memory.
     pub redis_queue: usize,
+    /// Certificate chain and private key (PEM) to serve TLS with: every listener then speaks
+    /// only TLS (wss://, https://). `None`: plain TCP.
+    pub tls: Option<TlsFiles>,
+    /// How often the certificate files are checked for a change (a change reloads them, as
+    /// SIGHUP does). Zero: only on request.
+    pub tls_watch: Duration,
+}
+
+/// Where the TLS certificate chain and its private key are read from (PEM files, read again
+/// on every reload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The leaf certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl Default for Config {
@@ -99,6 +116,8 @@ impl Default for Config {
             redis_cluster: Vec::new(),
             redis_prefix: "corecast:room:".to_string(),
             redis_queue: 32 << 20,
+            tls: None,
+            tls_watch: Duration::from_secs(1),
         }
     }
 }

@@ -16,4 +16,6 @@ pub enum Error {
     Spawn(io::Error),
     #[error("cannot start the redis bridge: {0}")]
     Bridge(io::Error),
+    #[error("TLS certificate: {0}")]
+    Tls(String),
 }

@@ -2,8 +2,8 @@
 //! many long-lived connections on few cores.
 //!
 //! The public API is what an embedding program calls: [`Server`] (bind, stats, shutdown),
-//! [`Config`], [`RedisUrl`], [`Counters`], [`BridgeStats`], [`Stopper`], [`Error`] and
-//! [`CpuList`]. Everything else is private.
+//! [`Config`], [`RedisUrl`], [`TlsFiles`], [`Counters`], [`BridgeStats`], [`Stopper`],
+//! [`TlsReloader`], [`Error`] and [`CpuList`]. Everything else is private.
 //!
 //! Layout, top down; each layer uses only layers listed after it (`tests/layers.rs` checks):
 //! - `runtime`: the threads. `server` starts the pinned workers, wires their inboxes together
@@ -17,6 +17,9 @@
 //!   a worker's thread but the link, which never blocks.
 //! - `fanout`: `rooms` (who is in which room on one worker) and `bus` (frames between
 //!   workers, the seam for a bridge between instances). It never sees a socket.
+//! - `tls`: TLS between the socket and the HTTP/WebSocket layers (`--tls-cert`): `certs`
+//!   (the PEM files as a rustls configuration, swapped whole on reload) and `session` (a rustls
+//!   session over a non-blocking socket, as the `Socket` a connection runs over).
 //! - `connection`: one connection's state machine, HTTP request to closed socket, over its
 //!   `stream` (reads, read-ahead, `read_skip`) and `outbox` (ordered output, one `writev`). It
 //!   registers itself with the poller; it is generic over its `socket`, so unit tests drive it
@@ -56,12 +59,13 @@ mod metrics;
 mod protocol;
 mod runtime;
 mod stats;
+mod tls;
 
 pub use bridge::BridgeStats;
-pub use config::{Config, RedisUrl};
+pub use config::{Config, RedisUrl, TlsFiles};
 pub use error::Error;
 pub use oskit::cpu::CpuList;
-pub use runtime::server::{Server, Stopper};
+pub use runtime::server::{Server, Stopper, TlsReloader};
 pub use stats::Counters;
 
 /// Internals that the micro-benchmarks and the parser property test exercise directly. Not a

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing_subscriber::EnvFilter;
 
@@ -16,10 +16,20 @@ fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) if e.use_stderr() => {
-            // One line, not clap's usage block: the first line says what was wrong.
+            // One line, not clap's usage block: the first paragraph says what was wrong (a
+            // missing argument is named on the line after "not provided:").
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            eprintln!("corecast: {}", first.trim_start_matches("error: "));
+            let first: Vec<&str> = rendered
+                .lines()
+                .map(str::trim)
+                .take_while(|line| !line.is_empty())
+                .collect();
+            let what = if first.is_empty() {
+                "invalid arguments".to_string()
+            } else {
+                first.join(" ")
+            };
+            eprintln!("corecast: {}", what.trim_start_matches("error: "));
             return ExitCode::from(2);
         }
         Err(e) => {
@@ -41,7 +51,7 @@ fn main() -> ExitCode {
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
 
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("corecast: cannot install signal handlers: {e}");
@@ -50,7 +60,7 @@ fn main() -> ExitCode {
     };
     let server = match Server::bind(args.into_config()) {
         Ok(server) => server,
-        Err(e @ corecast::Error::Config(_)) => {
+        Err(e @ (corecast::Error::Config(_) | corecast::Error::Tls(_))) => {
             eprintln!("corecast: {e}");
             return ExitCode::from(2);
         }
@@ -60,9 +70,20 @@ fn main() -> ExitCode {
         }
     };
     let stopper = server.stopper();
+    let reloader = server.tls_reloader();
     std::thread::spawn(move || {
         let mut seen = 0;
         for signal in signals.forever() {
+            if signal == SIGHUP {
+                match &reloader {
+                    // The outcome is logged either way; a bad certificate leaves the old one.
+                    Some(reloader) => {
+                        let _ = reloader.reload();
+                    }
+                    None => tracing::info!("SIGHUP: nothing to reload (no --tls-cert)"),
+                }
+                continue;
+            }
             seen += 1;
             if seen == 1 {
                 tracing::info!(signal, "shutting down (a second signal exits at once)");

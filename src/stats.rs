@@ -162,6 +162,11 @@ counters! {
     rests,
     /// Upgrades answered 503 because the server was at its connection capacity.
     over_capacity,
+    /// TLS handshakes completed (with --tls-cert).
+    tls_handshakes,
+    /// Connections that ended before their TLS handshake completed: not TLS (plain HTTP,
+    /// garbage), a handshake rustls refused, a truncated one, a handshake timeout.
+    tls_failures,
     /// Connections shed because the worker's share of the memory budget was exhausted.
     sheds,
     /// Bytes this worker's connections hold against its memory budget share.

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
+use common::tls;
 use common::*;
 use tungstenite::Message;
 
@@ -192,4 +193,120 @@ fn json_logs_are_one_object_per_line_and_the_stats_line_waits_for_a_change() {
     while next(TIMEOUT).is_some() {}
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert!(seen.iter().any(|o| o["message"] == "stopped"), "{seen:?}");
+}
+
+#[test]
+fn tls_files_that_cannot_be_served_give_one_line_and_status_2() {
+    let cert = tls::TestCert::new("cli");
+    let other = tls::TestCert::new("cli-other");
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (cert_file, key_file) = (path(&cert.files.cert), path(&cert.files.key));
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--tls-cert".into(), cert_file.clone()], "--tls-key"),
+        (vec!["--tls-key".into(), key_file.clone()], "--tls-cert"),
+        (
+            vec![
+                "--tls-cert".into(),
+                "/nonexistent/cert.pem".into(),
+                "--tls-key".into(),
+                key_file.clone(),
+            ],
+            "cannot read /nonexistent/cert.pem",
+        ),
+        (
+            vec![
+                "--tls-cert".into(),
+                key_file.clone(),
+                "--tls-key".into(),
+                key_file.clone(),
+            ],
+            "no PEM certificate",
+        ),
+        (
+            vec![
+                "--tls-cert".into(),
+                cert_file.clone(),
+                "--tls-key".into(),
+                cert_file.clone(),
+            ],
+            "no PEM private key",
+        ),
+        (
+            vec![
+                "--tls-cert".into(),
+                cert_file.clone(),
+                "--tls-key".into(),
+                path(&other.files.key),
+            ],
+            "do not go together",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("corecast: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn tls_from_the_environment_and_sighup_reloads_the_certificate() {
+    let mut cert = tls::TestCert::new("sighup");
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--workers", "2"])
+        // Reloads come from the signal only, so the test shows that the signal reloads.
+        .args(["--stats-interval", "0", "--tls-watch", "0"])
+        .env("CORECAST_TLS_CERT", &cert.files.cert)
+        .env("CORECAST_TLS_KEY", &cert.files.key)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let line_with = |needle: &str| loop {
+        let line = rx.recv_timeout(TIMEOUT).expect(needle);
+        if line.contains(needle) {
+            return line;
+        }
+    };
+    let started = line_with("addr=");
+    assert!(started.contains("tls=true"), "{started}");
+    let addr: SocketAddr = started.split("addr=").nth(1).unwrap()[..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut old = tls::wss_connect(addr, "/echo", &cert.der);
+    echo_text(&mut old, "before").unwrap();
+    let new = cert.renew();
+    signal(&child, libc::SIGHUP);
+    line_with("TLS certificate reloaded");
+    let mut fresh = tls::wss_connect(addr, "/echo", &new);
+    echo_text(&mut fresh, "after").unwrap();
+    echo_text(&mut old, "the old connection continues").unwrap();
+    std::fs::write(&cert.files.key, "not a key").unwrap();
+    signal(&child, libc::SIGHUP);
+    let refused = line_with("not reloaded");
+    assert!(refused.contains("key.pem"), "{refused}");
+    echo_text(&mut tls::wss_connect(addr, "/echo", &new), "still served").unwrap();
+    drop((old, fresh));
+    signal(&child, libc::SIGTERM);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }

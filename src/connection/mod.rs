@@ -356,7 +356,7 @@ impl<S: Socket> Connection<S> {
     }
 
     fn has_output(&mut self) -> bool {
-        self.stream_mut().is_some_and(|s| !s.out().is_empty())
+        self.stream_mut().is_some_and(|s| s.has_output())
     }
 
     /// A WebSocket that is ending without a close frame from either side (reset, EOF, error):

@@ -13,13 +13,30 @@ use std::net::Shutdown;
 use mio::event::Source;
 
 /// A non-blocking byte stream a connection can run over.
+///
+/// `write` may report `WouldBlock` only when the kernel socket did (so a WRITABLE edge will
+/// come). A transport that keeps bytes of its own for the wire (TLS records the socket did not
+/// take) says so with `holds_output`, and `write_held` sends them; plain TCP keeps none, and
+/// both defaults compile away.
 pub(crate) trait Socket: Read + Write + Source {
     /// Sends FIN: we will write nothing more, but keep reading.
-    fn shutdown_write(&self) -> io::Result<()>;
+    fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Bytes for the wire are held in the transport, waiting for the socket to take them.
+    #[inline]
+    fn holds_output(&self) -> bool {
+        false
+    }
+
+    /// Writes what the transport holds; false when the socket is full (wait for WRITABLE).
+    #[inline]
+    fn write_held(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
 }
 
 impl Socket for mio::net::TcpStream {
-    fn shutdown_write(&self) -> io::Result<()> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
 }
@@ -152,7 +169,7 @@ mod mem {
     }
 
     impl Socket for MemSocket {
-        fn shutdown_write(&self) -> io::Result<()> {
+        fn shutdown_write(&mut self) -> io::Result<()> {
             self.wire().fin = true;
             Ok(())
         }

@@ -124,13 +124,24 @@ impl<S: Socket> Stream<S> {
         self.boundary.unfinished() as usize + ahead + self.out.owned()
     }
 
-    /// Writes queued bytes to the socket until done or the socket is full.
+    /// Writes queued bytes to the socket until done or the socket is full, then what the
+    /// transport itself holds (TLS records), so `All` means everything reached the kernel.
     pub fn flush_out(&mut self) -> io::Result<Flushed> {
-        self.out.flush_to(&mut self.socket)
+        let flushed = self.out.flush_to(&mut self.socket)?;
+        if flushed == Flushed::All && !self.socket.write_held()? {
+            return Ok(Flushed::Blocked);
+        }
+        Ok(flushed)
+    }
+
+    /// Output is waiting: queued here, or held by the transport (TLS records of a handshake
+    /// or of a write the socket did not take whole).
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty() || self.socket.holds_output()
     }
 
     /// Sends FIN once everything is written.
-    pub fn shutdown_write(&self) -> io::Result<()> {
+    pub fn shutdown_write(&mut self) -> io::Result<()> {
         self.socket.shutdown_write()
     }
 

@@ -18,8 +18,10 @@ use crate::error::Error;
 use crate::fanout::bus::{Bus, Envelope, Mailbox, INBOX_CAPACITY};
 use crate::runtime::listener;
 use crate::runtime::metrics_listener::MetricsListener;
+use crate::runtime::transport::Transport;
 use crate::runtime::worker::{Shared, Worker, WorkerSetup, WAKER};
 use crate::stats::{Counters, SharedCounters, SharedPassTimes};
+use crate::tls::{Acceptor, CertError, Certs, TlsSocket};
 use oskit::cpu as affinity;
 use oskit::nofile as rlimit;
 
@@ -40,6 +42,47 @@ pub struct Server {
     metrics: Option<MetricsListener>,
     /// The link to other instances (`--redis`); dropped after the workers exit.
     bridge: Option<Bridge>,
+    /// The TLS certificate in use (`--tls-cert`), for reloads.
+    certs: Option<Arc<Certs>>,
+    /// Checks the certificate files for changes (`Config::tls_watch`); stopped when dropped.
+    cert_watch: Option<(JoinHandle<()>, Sender<()>)>,
+}
+
+/// Reloads the TLS certificate from its files (what SIGHUP does); clonable so a signal thread
+/// can hold one.
+#[derive(Clone)]
+pub struct TlsReloader {
+    certs: Arc<Certs>,
+}
+
+impl TlsReloader {
+    /// Reads the certificate and key files again. New connections get the new certificate;
+    /// established ones keep theirs. On error (logged) the old certificate stays.
+    pub fn reload(&self) -> Result<(), Error> {
+        reload(&self.certs)
+    }
+}
+
+fn reload(certs: &Certs) -> Result<(), Error> {
+    log_reload(certs, certs.reload())
+}
+
+/// Logs a reload's outcome: one line either way.
+fn log_reload(certs: &Certs, result: Result<(), CertError>) -> Result<(), Error> {
+    match result {
+        Ok(()) => {
+            tracing::info!(
+                cert = %certs.files().cert.display(),
+                generation = certs.generation(),
+                "TLS certificate reloaded: new connections get it"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "TLS certificate not reloaded: keeping the current one");
+            Err(Error::Tls(e.to_string()))
+        }
+    }
 }
 
 /// Asks every worker to shut down; clonable so a signal thread can hold one.
@@ -66,6 +109,13 @@ impl Server {
             .unwrap_or_else(|| affinity::default_threads(config.cpus.as_ref()));
         let memory_limit = config.memory_limit.unwrap_or_else(default_memory_limit);
         validate(&config, workers, memory_limit)?;
+        // Before anything starts: a certificate that cannot be served is a startup error.
+        let certs = match &config.tls {
+            Some(files) => Some(Arc::new(
+                Certs::load(files).map_err(|e| Error::Tls(e.to_string()))?,
+            )),
+            None => None,
+        };
         let memory_share = memory_limit / workers;
         // Buffers a peer makes us grow get their own mappings, so they go back to the OS the
         // moment they are freed, whatever was freed before.
@@ -159,15 +209,10 @@ impl Server {
                 shared: shared.clone(),
                 shutdown_timeout: config.shutdown_timeout,
             };
-            let spawned = std::thread::Builder::new()
-                .name(format!("corecast-worker-{id}"))
-                .spawn(move || match Worker::new(setup) {
-                    Ok(worker) => worker.run(),
-                    Err(e) => {
-                        tracing::error!(worker = id, error = %e, "worker failed to start");
-                        Counters::default()
-                    }
-                });
+            let spawned = match &certs {
+                Some(certs) => spawn_worker::<TlsSocket>(setup, Acceptor::new(certs.clone())),
+                None => spawn_worker::<mio::net::TcpStream>(setup, ()),
+            };
             match spawned {
                 Ok(handle) => handles.push(handle),
                 Err(e) => {
@@ -188,6 +233,7 @@ impl Server {
         };
         tracing::info!(
             %addr,
+            tls = certs.is_some(),
             workers,
             cores = %pinned,
             capacity,
@@ -203,6 +249,12 @@ impl Server {
         }
         let stats_logger = (!config.stats_interval.is_zero())
             .then(|| spawn_stats_logger(shared.clone(), config.stats_interval));
+        let cert_watch = match &certs {
+            Some(certs) if !config.tls_watch.is_zero() => {
+                Some(spawn_cert_watch(certs.clone(), config.tls_watch))
+            }
+            _ => None,
+        };
         Ok(Server {
             addr,
             workers: handles,
@@ -212,7 +264,14 @@ impl Server {
             stats_logger,
             metrics,
             bridge,
+            certs,
+            cert_watch,
         })
+    }
+
+    /// Reloads the TLS certificate; `None` when the server does not serve TLS.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.certs.clone().map(|certs| TlsReloader { certs })
     }
 
     /// The bound address (with the real port when port 0 was asked for).
@@ -273,7 +332,10 @@ impl Server {
                 Err(_) => tracing::error!("a worker thread panicked"),
             }
         }
-        if let Some((handle, stop)) = self.stats_logger.take() {
+        for (handle, stop) in [self.stats_logger.take(), self.cert_watch.take()]
+            .into_iter()
+            .flatten()
+        {
             drop(stop);
             let _ = handle.join();
         }
@@ -342,6 +404,39 @@ fn validate(config: &Config, workers: usize, memory_limit: usize) -> Result<(), 
         return fail("--redis and --redis-cluster exclude each other");
     }
     Ok(())
+}
+
+/// Starts a worker thread whose connections run over `T`.
+fn spawn_worker<T: Transport>(
+    setup: WorkerSetup,
+    acceptor: T::Acceptor,
+) -> std::io::Result<JoinHandle<Counters>> {
+    let id = setup.id;
+    std::thread::Builder::new()
+        .name(format!("corecast-worker-{id}"))
+        .spawn(move || match Worker::<T>::new(setup, acceptor) {
+            Ok(worker) => worker.run(),
+            Err(e) => {
+                tracing::error!(worker = id, error = %e, "worker failed to start");
+                Counters::default()
+            }
+        })
+}
+
+/// Checks the certificate files every `every` and reloads them when they changed, so a
+/// renewal (ACME, say) needs no signal. A half-written pair fails to load and is logged; the
+/// next change (the other file landing) loads it.
+fn spawn_cert_watch(certs: Arc<Certs>, every: Duration) -> (JoinHandle<()>, Sender<()>) {
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let handle = std::thread::spawn(move || {
+        while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(every) {
+            if let Some(result) = certs.reload_if_changed() {
+                // On error the current certificate stays; the log line says why.
+                let _ = log_reload(&certs, result);
+            }
+        }
+    });
+    (handle, stop_tx)
 }
 
 fn spawn_stats_logger(shared: Arc<Shared>, every: Duration) -> (JoinHandle<()>, Sender<()>) {

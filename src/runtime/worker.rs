@@ -31,12 +31,13 @@ use slab::Slab;
 
 use crate::admission::Admission;
 use crate::budget::Budget;
-use crate::connection::{self, Connection, Env, Flush, Limits, Output, StatsPages, Step};
+use crate::connection::{Connection, Env, Flush, Limits, Output, StatsPages, Step};
 use crate::fanout::bus::{Bus, Envelope};
 use crate::fanout::rooms::Rooms;
 use crate::protocol::http::Endpoint;
 use crate::runtime::event_log::EventLog;
 use crate::runtime::metrics_listener;
+use crate::runtime::transport::Transport;
 use crate::stats::{Counters, PassTimes, SharedCounters, SharedPassTimes};
 
 /// Token of the worker's listener.
@@ -85,11 +86,14 @@ pub(crate) struct WorkerSetup {
     pub shutdown_timeout: Duration,
 }
 
-pub(crate) struct Worker {
+/// A worker whose connections run over `T`: plain TCP, or TLS (see `transport`).
+pub(crate) struct Worker<T: Transport = mio::net::TcpStream> {
     id: usize,
     poll: Poll,
     listener: Option<TcpListener>,
-    conns: Slab<Connection>,
+    conns: Slab<Connection<T>>,
+    /// Wraps each accepted socket in the transport.
+    acceptor: T::Acceptor,
     rooms: Rooms,
     bus: Bus,
     /// The clock, limits, counters and registry lent to connections.
@@ -129,8 +133,10 @@ pub(crate) struct Worker {
     passes: u64,
 }
 
-impl Worker {
-    pub fn new(setup: WorkerSetup) -> io::Result<Worker> {
+impl<T: Transport> Worker<T> {
+    /// A worker whose `acceptor` wraps accepted sockets in its transport (TLS sessions with
+    /// the current certificate, or nothing for plain TCP).
+    pub fn new(setup: WorkerSetup, acceptor: T::Acceptor) -> io::Result<Worker<T>> {
         let WorkerSetup {
             id,
             core,
@@ -175,6 +181,7 @@ impl Worker {
             poll,
             listener: Some(listener),
             conns: Slab::new(),
+            acceptor,
             rooms: Rooms::default(),
             bus,
             env,
@@ -329,7 +336,7 @@ impl Worker {
     }
 
     /// Out of descriptors: frees the one kept in reserve for this, accepts the next waiting
-    /// connection with it, answers at once (`connection::refuse_now`) and takes the spare
+    /// connection with it, answers at once (`Transport::refuse_now`) and takes the spare
     /// back. False when there is no spare or nothing was accepted.
     fn refuse_with_spare(&mut self) -> bool {
         let (Some(listener), Some(spare)) = (&self.listener, self.spare_fd.take()) else {
@@ -339,7 +346,7 @@ impl Worker {
         let accepted = listener.accept();
         let refused = match accepted {
             Ok((tcp, _)) => {
-                connection::refuse_now(tcp, &mut self.env);
+                T::refuse_now(tcp, &mut self.env);
                 true
             }
             Err(_) => false,
@@ -359,6 +366,9 @@ impl Worker {
 
     fn admit(&mut self, tcp: mio::net::TcpStream) {
         let _ = tcp.set_nodelay(true);
+        let Some(socket) = T::wrap(tcp, &mut self.acceptor) else {
+            return;
+        };
         let seat = self.shared.admission.admit();
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -368,7 +378,7 @@ impl Worker {
             }
             return;
         }
-        match Connection::accept(tcp, Token(key), seat, &self.env) {
+        match Connection::accept(socket, Token(key), seat, &self.env) {
             Ok(conn) => {
                 entry.insert(conn);
                 self.env.counters.accepted += 1;
@@ -602,6 +612,7 @@ impl Worker {
     }
 
     fn publish_counters(&mut self) {
+        T::tally(&self.acceptor, &mut self.env.counters);
         self.env.counters.memory_held = self.env.budget.held() as u64;
         self.shared.stats[self.id].publish(&self.env.counters);
         self.shared.pass_times[self.id].publish(&self.pass_times);

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod redis_server;
+pub mod tls;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -182,11 +183,19 @@ impl Healthy {
     /// Opens /echo clients until every worker of `server` holds one, then starts echoing and
     /// returns once every client has echoed (before the abuse).
     pub fn start(server: &Server) -> Healthy {
+        Healthy::start_with(server, |addr| connect(addr, "/echo"))
+    }
+
+    /// The same with clients that `connect` opens to /echo (over TLS, say).
+    pub fn start_with<S: Read + Write + Send + 'static>(
+        server: &Server,
+        connect: impl Fn(SocketAddr) -> WebSocket<S>,
+    ) -> Healthy {
         let addr = server.local_addr();
-        let mut clients: Vec<Client> = Vec::new();
+        let mut clients: Vec<WebSocket<S>> = Vec::new();
         loop {
             // Four at a time: all on one worker with probability 1/8 per batch with 2 workers.
-            clients.extend((0..4).map(|_| connect(addr, "/echo")));
+            clients.extend((0..4).map(|_| connect(addr)));
             let n = clients.len() as u64;
             wait_until("the healthy clients to be counted", || {
                 server.stats().iter().map(|c| c.handshakes).sum::<u64>() >= n
@@ -205,7 +214,7 @@ impl Healthy {
     }
 
     /// Starts the echo thread over `clients`.
-    fn from_clients(mut clients: Vec<Client>) -> Healthy {
+    fn from_clients<S: Read + Write + Send + 'static>(mut clients: Vec<WebSocket<S>>) -> Healthy {
         let stop = Arc::new(AtomicBool::new(false));
         let rounds = Arc::new(AtomicU64::new(0));
         let count = clients.len();
@@ -270,7 +279,7 @@ impl Drop for Healthy {
 }
 
 /// Sends `text` and waits for the same text back, skipping the server's keepalive pings.
-pub fn echo_text(ws: &mut Client, text: &str) -> Result<(), String> {
+pub fn echo_text<S: Read + Write>(ws: &mut WebSocket<S>, text: &str) -> Result<(), String> {
     ws.send(Message::text(text)).map_err(|e| e.to_string())?;
     loop {
         match ws.read().map_err(|e| e.to_string())? {
@@ -282,7 +291,7 @@ pub fn echo_text(ws: &mut Client, text: &str) -> Result<(), String> {
 }
 
 /// The next text message, skipping keepalive pings; fails on anything else.
-pub fn next_text(member: &mut Client) -> String {
+pub fn next_text<S: Read + Write>(member: &mut WebSocket<S>) -> String {
     loop {
         match member.read().expect("read") {
             Message::Text(t) => return t.to_string(),
