@@ -27,6 +27,9 @@ pub struct TestCert {
     pub files: TlsFiles,
     /// The certificate, for clients to trust.
     pub der: CertificateDer<'static>,
+    /// Its SubjectPublicKeyInfo (DER), what Chromium's `--ignore-certificate-errors-spki-list`
+    /// names by hash.
+    pub spki: Vec<u8>,
     dir: PathBuf,
 }
 
@@ -43,14 +46,19 @@ impl TestCert {
             cert: dir.join("cert.pem"),
             key: dir.join("key.pem"),
         };
-        let der = write_new_cert(&files);
-        TestCert { files, der, dir }
+        let (der, spki) = write_new_cert(&files);
+        TestCert {
+            files,
+            der,
+            spki,
+            dir,
+        }
     }
 
     /// Replaces the files with a new certificate and key (what a renewal does); returns the
     /// new certificate, which `der` then names.
     pub fn renew(&mut self) -> CertificateDer<'static> {
-        self.der = write_new_cert(&self.files);
+        (self.der, self.spki) = write_new_cert(&self.files);
         self.der.clone()
     }
 
@@ -69,8 +77,9 @@ impl Drop for TestCert {
     }
 }
 
-/// Writes a new self-signed certificate and its key to `files`; returns the certificate.
-pub fn write_new_cert(files: &TlsFiles) -> CertificateDer<'static> {
+/// Writes a new self-signed certificate and its key to `files`; returns the certificate and
+/// its public key info.
+pub fn write_new_cert(files: &TlsFiles) -> (CertificateDer<'static>, Vec<u8>) {
     let made =
         rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
             .expect("rcgen makes a certificate");
@@ -84,7 +93,8 @@ pub fn write_new_cert(files: &TlsFiles) -> CertificateDer<'static> {
         std::fs::write(&tmp, pem).unwrap();
         std::fs::rename(&tmp, path).unwrap();
     }
-    made.cert.der().clone()
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&made.signing_key);
+    (made.cert.der().clone(), spki)
 }
 
 /// A client configuration trusting only `trusted`, offering ALPN `http/1.1`; TLS 1.3 and 1.2
