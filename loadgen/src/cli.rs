@@ -33,7 +33,8 @@ const MAX_SIZE: usize = 16 << 20;
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, about, long_about = None)]
 pub struct Args {
-    /// WebSocket URL (ws:// only). Repeat to spread connections round-robin across several.
+    /// WebSocket URL, ws:// or wss:// (TLS: needs --ca or --insecure). Repeat to spread
+    /// connections round-robin across several.
     #[arg(
         long = "url",
         value_name = "URL",
@@ -135,6 +136,16 @@ pub struct Args {
     #[arg(long)]
     pub busy_poll: bool,
 
+    /// For wss:// URLs: trust the certificates in this PEM file (the server's self-signed
+    /// certificate, or the CA that issued it).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// For wss:// URLs: accept any server certificate (signatures are still checked). For
+    /// benchmarks on a private machine, never for anything that matters.
+    #[arg(long)]
+    pub insecure: bool,
+
     /// Most connections one process may hold [default: open-files limit minus a reserve].
     #[arg(long, hide = true)]
     pub max_conns_per_process: Option<u32>,
@@ -198,6 +209,11 @@ impl Args {
         if self.conns == 0 {
             return Err(invalid("--conns must be at least 1"));
         }
+        let tls = if targets.iter().any(|t| t.tls) {
+            Some(crate::tls::client_config(self.ca.as_deref(), self.insecure).map_err(invalid)?)
+        } else {
+            None
+        };
         if self.size < HEADER_LEN || self.size > MAX_SIZE {
             return Err(invalid(format!(
                 "--size must be between {HEADER_LEN} and {MAX_SIZE} bytes (got {})",
@@ -311,6 +327,7 @@ impl Args {
             busy_poll: self.busy_poll,
             per_process,
             shard: self.shard,
+            tls,
         })
     }
 }

@@ -20,24 +20,29 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 
 use mio::net::TcpStream;
+use rustls::ClientConnection;
 use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Bytes, Message, WebSocket};
 
 use crate::handshake::{HandshakeError, Upgrade};
+use crate::tls;
 
 /// Smallest and largest read buffer of a WebSocket (tungstenite reads at most this much per
 /// call and zero-fills it first, so it is sized to the run's messages).
 const READ_BUFFER_MIN: usize = 1024;
 const READ_BUFFER_MAX: usize = 64 * 1024;
 
-/// The socket under tungstenite, skipping the read that can only return WouldBlock.
+/// The socket under the upgrade and tungstenite, skipping the read that can only return
+/// WouldBlock; for `wss://`, with a TLS session between it and them (see `tls`).
 #[derive(Debug)]
 pub struct Sock {
     tcp: TcpStream,
     /// The last read returned less than asked: nothing more is queued until the next edge.
     drained: bool,
+    /// The TLS session of a `wss://` connection (boxed: a few KiB, absent for `ws://`).
+    tls: Option<Box<ClientConnection>>,
 }
 
 impl Read for Sock {
@@ -45,7 +50,10 @@ impl Read for Sock {
         if self.drained {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = self.tcp.read(buf)?;
+        let n = match &mut self.tls {
+            None => self.tcp.read(buf)?,
+            Some(session) => tls::read(session, &mut self.tcp, buf)?,
+        };
         self.drained = n > 0 && n < buf.len();
         Ok(n)
     }
@@ -53,15 +61,31 @@ impl Read for Sock {
 
 impl Write for Sock {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tcp.write(buf)
+        match &mut self.tls {
+            None => self.tcp.write(buf),
+            Some(session) => tls::write(session, &mut self.tcp, buf),
+        }
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.tcp.write_vectored(bufs)
+        match &mut self.tls {
+            None => self.tcp.write_vectored(bufs),
+            Some(session) => {
+                let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
+                tls::write(session, &mut self.tcp, first)
+            }
+        }
     }
 
+    /// Also writes the records a TLS session holds; `WouldBlock` while the socket is full.
     fn flush(&mut self) -> io::Result<()> {
-        self.tcp.flush()
+        match &mut self.tls {
+            None => self.tcp.flush(),
+            Some(session) => match tls::send_records(session, &mut self.tcp)? {
+                true => Ok(()),
+                false => Err(io::ErrorKind::WouldBlock.into()),
+            },
+        }
     }
 }
 
@@ -162,15 +186,16 @@ pub enum SendError {
 enum State {
     /// TCP connect in flight; the first WRITABLE edge tells whether it worked.
     Connecting {
-        /// The socket.
-        stream: TcpStream,
+        /// The socket, with its TLS session for `wss://`.
+        stream: Sock,
         /// The upgrade request to write once connected.
         upgrade: Box<Upgrade>,
     },
     /// Writing the upgrade request and reading the response.
     Upgrading {
-        /// The socket.
-        stream: TcpStream,
+        /// The socket (over TLS, the handshake runs under the request's write and the
+        /// response's read).
+        stream: Sock,
         /// The request and the accept key to check.
         upgrade: Box<Upgrade>,
         /// Request bytes already written.
@@ -234,7 +259,8 @@ pub fn open_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpSt
 }
 
 impl Connection {
-    /// Wraps a connecting socket; `host`, `path` and `nonce` make the upgrade request.
+    /// Wraps a connecting socket; `host`, `path` and `nonce` make the upgrade request; `tls`
+    /// is the session of a `wss://` connection.
     /// `message_size` sizes the out buffer bound: at least 256 KiB, and always room for a few
     /// messages, so a slow server shows as latency first and as unsent messages only when it
     /// falls far behind.
@@ -244,7 +270,13 @@ impl Connection {
         path: &str,
         nonce: u64,
         message_size: usize,
+        tls: Option<ClientConnection>,
     ) -> Connection {
+        let stream = Sock {
+            tcp: stream,
+            drained: false,
+            tls: tls.map(Box::new),
+        };
         let upgrade = Box::new(Upgrade::new(host, path, nonce));
         let out_limit = (message_size + 16)
             .saturating_mul(4)
@@ -261,7 +293,9 @@ impl Connection {
     /// The socket, for registering with the worker's poll.
     pub fn stream_mut(&mut self) -> Option<&mut TcpStream> {
         match &mut self.state {
-            State::Connecting { stream: s, .. } | State::Upgrading { stream: s, .. } => Some(s),
+            State::Connecting { stream: s, .. } | State::Upgrading { stream: s, .. } => {
+                Some(&mut s.tcp)
+            }
             State::Open(ws) | State::Closing(ws) => Some(&mut ws.get_mut().tcp),
             State::Done => None,
         }
@@ -301,10 +335,11 @@ impl Connection {
         loop {
             match std::mem::replace(&mut self.state, State::Done) {
                 State::Connecting { stream, upgrade } => {
-                    if let Some(err) = stream.take_error().map_err(|e| FailReason::from_io(&e))? {
+                    let tcp = &stream.tcp;
+                    if let Some(err) = tcp.take_error().map_err(|e| FailReason::from_io(&e))? {
                         return Err(FailReason::from_io(&err));
                     }
-                    match stream.peer_addr() {
+                    match tcp.peer_addr() {
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::NotConnected => {
                             self.state = State::Connecting { stream, upgrade };
@@ -331,12 +366,9 @@ impl Connection {
                             .read_buffer_size(self.read_buffer as usize)
                             .write_buffer_size(0)
                             .max_write_buffer_size(self.out_limit as usize);
-                        let sock = Sock {
-                            tcp: stream,
-                            drained: false,
-                        };
+                        stream.drained = false;
                         let ws = WebSocket::from_partially_read(
-                            sock,
+                            stream,
                             leftover,
                             Role::Client,
                             Some(config),
@@ -422,11 +454,19 @@ impl Connection {
 /// Writes the rest of the request, then reads until the response is complete or the socket
 /// would block. Returns the response head length once complete.
 fn upgrade_io(
-    stream: &mut TcpStream,
+    stream: &mut Sock,
     upgrade: &Upgrade,
     written: &mut usize,
     response: &mut Vec<u8>,
 ) -> Result<Option<usize>, FailReason> {
+    // A readiness event: the socket may hold new bytes, and TLS records held back by a full
+    // socket may go out now.
+    stream.drained = false;
+    match stream.flush() {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(FailReason::from_io(&e)),
+    }
     while *written < upgrade.request.len() {
         match stream.write(&upgrade.request[*written..]) {
             Ok(0) => return Err(FailReason::ClosedByServer),
@@ -527,7 +567,7 @@ mod tests {
         let addr = echo_peer();
         let mut poll = Poll::new().unwrap();
         let stream = open_socket(addr, None).unwrap();
-        let mut conn = Connection::new(stream, &addr.to_string(), "/echo", 1, 100);
+        let mut conn = Connection::new(stream, &addr.to_string(), "/echo", 1, 100, None);
         let interest = Interest::READABLE | Interest::WRITABLE;
         poll.registry()
             .register(conn.stream_mut().unwrap(), Token(0), interest)
@@ -552,7 +592,7 @@ mod tests {
         let addr = closed.local_addr().unwrap();
         drop(closed);
         let mut poll = Poll::new().unwrap();
-        let mut conn = Connection::new(open_socket(addr, None).unwrap(), "h", "/", 1, 64);
+        let mut conn = Connection::new(open_socket(addr, None).unwrap(), "h", "/", 1, 64, None);
         let interest = Interest::READABLE | Interest::WRITABLE;
         poll.registry()
             .register(conn.stream_mut().unwrap(), Token(0), interest)
@@ -571,7 +611,7 @@ mod tests {
             let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
             std::thread::sleep(Duration::from_millis(200));
         });
-        let mut conn = Connection::new(open_socket(addr, None).unwrap(), "h", "/", 1, 64);
+        let mut conn = Connection::new(open_socket(addr, None).unwrap(), "h", "/", 1, 64, None);
         poll.registry()
             .register(conn.stream_mut().unwrap(), Token(1), interest)
             .unwrap();
@@ -586,7 +626,7 @@ mod tests {
         let addr = echo_peer();
         let stream = open_socket(addr, Some("127.0.0.2".parse().unwrap())).unwrap();
         let mut poll = Poll::new().unwrap();
-        let mut conn = Connection::new(stream, "h", "/", 3, 64);
+        let mut conn = Connection::new(stream, "h", "/", 3, 64, None);
         let interest = Interest::READABLE | Interest::WRITABLE;
         poll.registry()
             .register(conn.stream_mut().unwrap(), Token(0), interest)

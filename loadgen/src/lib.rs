@@ -20,7 +20,9 @@
 //! - `sources`: the local addresses connections bind to, so a large run has ports enough.
 //! - `connection`: one socket through connect, upgrade and WebSocket traffic.
 //! - `handshake`: the HTTP upgrade request and response check, without I/O.
-//! - `target`: `ws://` URLs parsed and resolved.
+//! - `tls`: for `wss://` targets, the rustls client configuration (`--ca`, `--insecure`) and
+//!   the non-blocking record I/O under a connection's socket.
+//! - `target`: `ws://` and `wss://` URLs parsed and resolved.
 //! - `payload`: the bytes of every message and the check of every message received.
 //! - `sequence`: per-sender order bookkeeping (missing, duplicate, reordered).
 //! - `schedule`: fixed-rate slot times for sends and connection attempts (the open loop).
@@ -49,4 +51,5 @@ mod sources;
 mod stats;
 mod target;
 mod timer;
+mod tls;
 mod worker;

@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::ValueEnum;
@@ -123,6 +124,9 @@ pub struct Plan {
     pub per_process: u32,
     /// Set in child processes of a sharded run.
     pub shard: Option<ShardId>,
+    /// The TLS client configuration for `wss://` targets (`--ca`, `--insecure`); `None` when
+    /// every target is `ws://`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Plan {
@@ -189,6 +193,7 @@ impl Plan {
             busy_poll: false,
             per_process: u32::MAX,
             shard: None,
+            tls: None,
         }
     }
 

@@ -1,7 +1,9 @@
-//! Where connections go: `ws://host[:port][/path]` URLs parsed and resolved once, up front.
+//! Where connections go: `ws://host[:port][/path]` and `wss://...` URLs parsed and resolved
+//! once, up front.
 //!
-//! Only plain `ws://` is supported (loadgen has no TLS). Resolution happens while the plan is
-//! built so a bad host name is a one-line input error, not a failure counted per connection.
+//! Resolution happens while the plan is built so a bad host name is a one-line input error,
+//! not a failure counted per connection. A `wss://` target is reached over TLS (`tls`), with
+//! the host as the name the certificate must carry.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -18,15 +20,17 @@ pub struct Target {
     pub host: String,
     /// The request target: path and query, at least `/`.
     pub path: String,
+    /// `wss://`: connections speak TLS, and the certificate must name `server_name`.
+    pub tls: bool,
+    /// The host without port or brackets (the TLS server name).
+    pub server_name: String,
 }
 
 /// Why a `--url` is unusable.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TargetError {
-    #[error("invalid URL {0:?}: expected ws://host[:port]/path")]
+    #[error("invalid URL {0:?}: expected ws://host[:port]/path or wss://host[:port]/path")]
     Syntax(String),
-    #[error("invalid URL {0:?}: wss:// is not supported (loadgen speaks plain ws:// only)")]
-    Tls(String),
     #[error("invalid URL {0:?}: bad port")]
     Port(String),
     #[error("cannot resolve host in {url:?}: {reason}")]
@@ -37,10 +41,10 @@ impl Target {
     /// Parses `url` and resolves its host to the first address.
     pub fn parse(url: &str) -> Result<Target, TargetError> {
         let syntax = || TargetError::Syntax(url.to_string());
-        let rest = if let Some(rest) = url.strip_prefix("ws://") {
-            rest
-        } else if url.starts_with("wss://") {
-            return Err(TargetError::Tls(url.to_string()));
+        let (rest, tls) = if let Some(rest) = url.strip_prefix("ws://") {
+            (rest, false)
+        } else if let Some(rest) = url.strip_prefix("wss://") {
+            (rest, true)
         } else {
             return Err(syntax());
         };
@@ -59,6 +63,7 @@ impl Target {
         let (host, port) = split_host_port(authority).ok_or_else(syntax)?;
         let port: u16 = match port {
             Some(p) => p.parse().map_err(|_| TargetError::Port(url.to_string()))?,
+            None if tls => 443,
             None => 80,
         };
         if host.is_empty() {
@@ -80,6 +85,8 @@ impl Target {
             addr,
             host: authority.to_string(),
             path,
+            tls,
+            server_name: host.to_string(),
         })
     }
 }
@@ -112,6 +119,16 @@ mod tests {
     }
 
     #[test]
+    fn wss_means_tls_on_port_443_by_default() {
+        let t = Target::parse("wss://localhost/echo").unwrap();
+        assert!(t.tls);
+        assert_eq!((t.addr.port(), t.server_name.as_str()), (443, "localhost"));
+        let t = Target::parse("wss://[::1]:9443/").unwrap();
+        assert_eq!((t.addr.port(), t.server_name.as_str()), (9443, "::1"));
+        assert!(!Target::parse("ws://127.0.0.1/").unwrap().tls);
+    }
+
+    #[test]
     fn defaults_port_and_path_and_handles_v6() {
         let t = Target::parse("ws://127.0.0.1").unwrap();
         assert_eq!((t.addr.port(), t.path.as_str()), (80, "/"));
@@ -126,10 +143,6 @@ mod tests {
         assert!(matches!(
             Target::parse("http://x/"),
             Err(TargetError::Syntax(_))
-        ));
-        assert!(matches!(
-            Target::parse("wss://x/"),
-            Err(TargetError::Tls(_))
         ));
         assert!(matches!(
             Target::parse("ws://127.0.0.1:99999/"),

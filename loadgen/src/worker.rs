@@ -322,8 +322,25 @@ impl Worker {
                 return;
             }
         };
+        let session = match (&self.plan.tls, target.tls) {
+            (Some(config), true) => match crate::tls::session(config, &target.server_name) {
+                Ok(session) => Some(session),
+                Err(e) => {
+                    self.stats.counters.fail(FailReason::from_io(&e));
+                    return;
+                }
+            },
+            _ => None,
+        };
         let nonce = ((id as u64) << 32) ^ now;
-        let conn = Connection::new(stream, &target.host, &target.path, nonce, self.plan.size);
+        let conn = Connection::new(
+            stream,
+            &target.host,
+            &target.path,
+            nonce,
+            self.plan.size,
+            session,
+        );
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let conn = entry.insert(Conn {

@@ -21,7 +21,11 @@ fn assert_one_line_exit_2(args: &[&str], expect: &str) {
 #[test]
 fn unparsable_url() {
     assert_one_line_exit_2(&["--url", "http://127.0.0.1/echo"], "invalid URL");
-    assert_one_line_exit_2(&["--url", "wss://127.0.0.1/echo"], "wss://");
+    assert_one_line_exit_2(&["--url", "wss://127.0.0.1/echo"], "needs --ca FILE");
+    assert_one_line_exit_2(
+        &["--url", "wss://127.0.0.1/echo", "--ca", "/nonexistent.pem"],
+        "--ca /nonexistent.pem",
+    );
 }
 
 #[test]

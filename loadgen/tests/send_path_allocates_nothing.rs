@@ -45,7 +45,7 @@ fn sending_a_message_allocates_nothing() {
     let mut events = Events::with_capacity(8);
     for size in [16usize, 24, 1000, 16 * 1024] {
         let stream = open_socket(addr, None).unwrap();
-        let mut conn = Connection::new(stream, &addr.to_string(), "/echo", 7, size);
+        let mut conn = Connection::new(stream, &addr.to_string(), "/echo", 7, size, None);
         poll.registry()
             .register(
                 conn.stream_mut().unwrap(),
