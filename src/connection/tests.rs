@@ -531,3 +531,41 @@ fn a_draining_peer_that_keeps_sending_is_read_in_turns_too() {
         "all of it read and discarded"
     );
 }
+
+#[test]
+fn output_a_transport_holds_is_flushed_under_writable_interest_like_our_own() {
+    // Before any request: a TLS handshake flight the socket did not take.
+    let mut h = Harness::echo();
+    h.client.wire().transport = true;
+    h.client.wire().room = 0;
+    h.client.wire().held.extend_from_slice(b"server hello");
+    assert_eq!(h.read(), Step::Idle);
+    assert_eq!(
+        h.conn.output_after_read(),
+        Output::Now,
+        "held output is output"
+    );
+    assert_eq!(h.flush(), Flush::Done);
+    assert_eq!(
+        h.client.wire().interest,
+        Some(Interest::READABLE | Interest::WRITABLE),
+        "WRITABLE until the transport has written what it holds"
+    );
+    h.client.wire().room = usize::MAX;
+    assert_eq!(h.flush(), Flush::Done);
+    assert_eq!(h.client.wire().interest, Some(Interest::READABLE));
+    assert_eq!(h.client.take_output(), b"server hello");
+
+    // After the upgrade: an echo the transport took whole but could only partly write.
+    let mut h = Harness::upgraded(Config::default(), "/echo");
+    h.client.wire().transport = true;
+    h.client.wire().room = 3;
+    h.client.send(&client(0x82, &[7; 100]));
+    assert_eq!(h.read(), Step::Idle);
+    assert_eq!(h.flush(), Flush::Done);
+    assert!(h.client.wire().interest.unwrap().is_writable());
+    h.client.wire().room = usize::MAX;
+    assert_eq!(h.flush(), Flush::Done);
+    assert_eq!(h.client.wire().interest, Some(Interest::READABLE));
+    assert_eq!(h.frames(), vec![(0x82, vec![7; 100])], "nothing stuck");
+}

@@ -273,3 +273,131 @@ impl Drop for TlsSocket {
         let _ = self.tls.write_tls(&mut self.tcp);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream as StdTcpStream};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned};
+
+    use super::*;
+
+    /// A server configuration and a client configuration that trusts it.
+    fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert = CertificateDer::from(made.cert.der().to_vec());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.signing_key.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// Repeats `step` (retrying on WouldBlock after a short pause) until it returns Some.
+    fn until<T>(mut step: impl FnMut() -> io::Result<Option<T>>) -> T {
+        for _ in 0..10_000 {
+            match step() {
+                Ok(Some(done)) => return done,
+                Ok(None) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("no progress");
+    }
+
+    /// Records the socket does not take stay in the session, `holds_output` says so, and
+    /// `write_held` sends them once the peer reads: nothing written is lost or stuck.
+    #[test]
+    fn records_a_full_socket_refuses_are_held_and_written_later() {
+        let (server_config, client_config) = configs();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (go, wait) = mpsc::channel::<usize>();
+        let client = std::thread::spawn(move || {
+            let tcp = StdTcpStream::connect(addr).unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let session = ClientConnection::new(client_config, name).unwrap();
+            let mut stream = StreamOwned::new(session, tcp);
+            stream.write_all(b"hello").unwrap();
+            // Read nothing until the server has filled its socket, then everything.
+            let expected = wait.recv().unwrap();
+            let mut got = vec![0u8; expected];
+            stream.read_exact(&mut got).unwrap();
+            got
+        });
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        // A small, fixed send buffer, so the socket fills after a few records.
+        socket2::SockRef::from(&tcp)
+            .set_send_buffer_size(8 * 1024)
+            .unwrap();
+        let tally = Arc::new(TlsTally::default());
+        let session = ServerConnection::new(server_config).unwrap();
+        let mut socket = TlsSocket::new(TcpStream::from_std(tcp), session, tally.clone());
+        let mut hello = [0u8; 5];
+        until(|| socket.read(&mut hello).map(|n| (n == 5).then_some(())));
+        assert_eq!(&hello, b"hello");
+        assert_eq!(tally.handshakes.load(Ordering::Relaxed), 1);
+
+        let data: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let mut written = 0;
+        loop {
+            match socket.write(&data[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(written < data.len(), "the socket never filled");
+        }
+        assert!(socket.holds_output(), "a full socket leaves records held");
+        assert!(!socket.write_held().unwrap(), "and cannot take them yet");
+        go.send(written).unwrap();
+        until(|| socket.write_held().map(|done| done.then_some(())));
+        assert!(!socket.holds_output(), "everything went out");
+        assert!(client.join().unwrap() == data[..written], "bytes differ");
+        drop(socket);
+        assert_eq!(tally.failures.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_connection_that_never_completes_its_handshake_counts_as_a_failure() {
+        let (server_config, _) = configs();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = StdTcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let tally = Arc::new(TlsTally::default());
+        let session = ServerConnection::new(server_config).unwrap();
+        let mut socket = TlsSocket::new(TcpStream::from_std(tcp), session, tally.clone());
+        // A handshake record announcing a 11 MB handshake message: refused at once.
+        peer.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 0xde, 0xad, 0xbe, 0xef, 0x00])
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let err = until(|| match socket.read(&mut buf) {
+            Ok(n) => panic!("read {n} bytes of garbage"),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Ok(Some(e)),
+        });
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        drop(socket);
+        assert_eq!(tally.failures.load(Ordering::Relaxed), 1);
+        assert_eq!(tally.handshakes.load(Ordering::Relaxed), 0);
+    }
+}
