@@ -112,6 +112,9 @@ pub enum FailReason {
     Protocol,
     #[error("send buffer full")]
     Backpressure,
+    /// The TLS session failed: an untrusted certificate, a refused handshake, a bad record.
+    #[error("TLS error")]
+    Tls,
     #[error("other I/O error")]
     Other,
 }
@@ -133,6 +136,8 @@ impl FailReason {
             | io::ErrorKind::BrokenPipe => FailReason::Reset,
             io::ErrorKind::TimedOut => FailReason::Timeout,
             io::ErrorKind::UnexpectedEof => FailReason::ClosedByServer,
+            // Only the TLS layer reports InvalidData (a kernel socket never does).
+            io::ErrorKind::InvalidData => FailReason::Tls,
             _ => FailReason::Other,
         }
     }

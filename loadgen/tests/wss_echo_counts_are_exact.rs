@@ -90,5 +90,6 @@ fn wss_with_an_untrusted_certificate_fails_every_connection() {
     );
     assert_ne!(run.code, Some(0), "{}", run.dump());
     assert_eq!(run.num("/connections/established"), 0, "{}", run.dump());
+    assert!(run.stdout.contains("TLS error"), "{}", run.dump());
     server.shutdown();
 }
