@@ -12,8 +12,10 @@ Every server runs alone, pinned to one core (corecast with --workers 1), loadgen
 another, closed loop (one message in flight per connection, 100 x 512 B by default). The
 servers take turns within each repetition, so a noisy phase of a shared machine hits them
 alike; the report is the median. CPU per message is the server's user+system time between
-the first and the last of loadgen's progress lines in the traffic phase (handshakes and
-closes excluded) divided by the messages received meanwhile. Idle memory: the server's RSS
+the first of loadgen's progress lines in the traffic phase and the last one that saw new
+messages (handshakes, drain and closes excluded), divided by the messages received meanwhile;
+msgs/s is that count over loadgen's own clock. The broadcast run is open loop, so its
+deliveries/s is the offered rate when every server keeps up. Idle memory: the server's RSS
 with N upgraded connections that have been silent past --rest-after, minus its RSS before,
 divided by N.
 
@@ -60,12 +62,17 @@ def parse_args():
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--client-cpu", type=int, default=1)
     p.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    p.add_argument("--baseline", metavar="BIN",
+                   help="another corecast binary (e.g. built from main) measured over ws:// as "
+                        "corecast-baseline-ws, to check that plain traffic costs what it did")
     args = p.parse_args()
     if args.quick:
         args.reps, args.duration, args.idle_conns = 1, 2, 1000
     args.servers = args.servers.split(",")
+    if args.baseline:
+        args.servers.append("corecast-baseline-ws")
     for s in args.servers:
-        if s not in SERVERS:
+        if s not in SERVERS + ["corecast-baseline-ws"]:
             p.error(f"unknown server {s} (servers: {','.join(SERVERS)})")
     return args
 
@@ -97,10 +104,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_server(name, port, cert, key, cpu, log):
+def start_server(name, port, cert, key, cpu, log, baseline=None):
     tls = name.endswith("-wss")
     if name.startswith("corecast"):
-        cmd = [str(TARGET / "release/corecast"), "--listen", f"127.0.0.1:{port}", "--workers", "1",
+        binary = baseline if name == "corecast-baseline-ws" else TARGET / "release/corecast"
+        cmd = [str(binary), "--listen", f"127.0.0.1:{port}", "--workers", "1",
                "--stats-interval", "0", "--no-pin"]
     else:
         cmd = [str(PEERS_TARGET / "release/peer-tokio-tungstenite"), "--listen", f"127.0.0.1:{port}"]
@@ -168,7 +176,7 @@ def traffic_run(test, path, name, args, cert, key, out, rep, extra):
     port = free_port()
     run = f"{test}.{name}.{rep}"
     with open(out / f"{run}.server.log", "w") as slog, open(out / f"{run}.loadgen.log", "w") as llog:
-        server = start_server(name, port, cert, key, args.server_cpu, slog)
+        server = start_server(name, port, cert, key, args.server_cpu, slog, args.baseline)
         scheme = "wss" if name.endswith("-wss") else "ws"
         client = loadgen(f"{scheme}://127.0.0.1:{port}{path}", cert, args, extra,
                          out / f"{run}.json", llog)
@@ -177,12 +185,16 @@ def traffic_run(test, path, name, args, cert, key, out, rep, extra):
             llog.write(line)
             m = TRAFFIC.search(line)
             if m:
-                samples.append((time.monotonic(), cpu_ticks(server.pid), int(m.group(2))))
+                samples.append((float(m.group(1)), cpu_ticks(server.pid), int(m.group(2))))
         rc = client.wait()
         stop(server)
     if rc != 0 or len(samples) < 3:
         print(f"tls.py: {run}: loadgen exited {rc} with {len(samples)} traffic samples", file=sys.stderr)
         return None
+    # The window ends at the last line that saw new messages: after the traffic, lines go on
+    # through the drain with nothing new, which would dilute the rate.
+    while len(samples) > 2 and samples[-1][2] == samples[-2][2]:
+        samples.pop()
     (t0, c0, r0), (t1, c1, r1) = samples[0], samples[-1]
     msgs = r1 - r0
     return {"msgs_per_s": msgs / (t1 - t0), "cpu_us_per_msg": (c1 - c0) / CLK_TCK / msgs * 1e6}
@@ -192,7 +204,7 @@ def idle_run(name, args, cert, key, out, rep):
     port = free_port()
     run = f"idle.{name}.{rep}"
     with open(out / f"{run}.server.log", "w") as slog, open(out / f"{run}.loadgen.log", "w") as llog:
-        server = start_server(name, port, cert, key, args.server_cpu, slog)
+        server = start_server(name, port, cert, key, args.server_cpu, slog, args.baseline)
         time.sleep(0.5)
         base = rss_kb(server.pid)
         scheme = "wss" if name.endswith("-wss") else "ws"

@@ -95,6 +95,20 @@ fn spawn(extra: &[&str]) -> (Child, SocketAddr) {
     (child, addr)
 }
 
+/// The child's stderr, line by line, from a thread that keeps the pipe drained.
+fn log_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 fn signal(child: &Child, sig: i32) {
     // SAFETY: sends a signal to our own child process.
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
@@ -139,15 +153,7 @@ fn json_logs_are_one_object_per_line_and_the_stats_line_waits_for_a_change() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = log_lines(&mut child);
     let mut seen: Vec<serde_json::Value> = Vec::new();
     let mut next = |within: std::time::Duration| -> Option<serde_json::Value> {
         let line = rx.recv_timeout(within).ok()?;
@@ -270,15 +276,7 @@ fn tls_from_the_environment_and_sighup_reloads_the_certificate() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = log_lines(&mut child);
     let line_with = |needle: &str| loop {
         let line = rx.recv_timeout(TIMEOUT).expect(needle);
         if line.contains(needle) {
