@@ -14,8 +14,8 @@ servers take turns within each repetition, so a noisy phase of a shared machine 
 alike; the report is the median. CPU per message is the server's user+system time between
 the first of loadgen's progress lines in the traffic phase and the last one that saw new
 messages (handshakes, drain and closes excluded), divided by the messages received meanwhile;
-msgs/s is that count over loadgen's own clock. The broadcast run is open loop, so its
-deliveries/s is the offered rate when every server keeps up. Idle memory: the server's RSS
+msgs/s is loadgen's own figure for its measured window. The broadcast run is open loop, so its
+deliveries/s is the offered rate when a server keeps up. Idle memory: the server's RSS
 with N upgraded connections that have been silent past --rest-after, minus its RSS before,
 divided by N.
 
@@ -195,9 +195,10 @@ def traffic_run(test, path, name, args, cert, key, out, rep, extra):
     # through the drain with nothing new, which would dilute the rate.
     while len(samples) > 2 and samples[-1][2] == samples[-2][2]:
         samples.pop()
-    (t0, c0, r0), (t1, c1, r1) = samples[0], samples[-1]
-    msgs = r1 - r0
-    return {"msgs_per_s": msgs / (t1 - t0), "cpu_us_per_msg": (c1 - c0) / CLK_TCK / msgs * 1e6}
+    (_, c0, r0), (_, c1, r1) = samples[0], samples[-1]
+    # The rate is loadgen's own, over its measured window (warmup excluded).
+    rate = json.loads((out / f"{run}.json").read_text())["rate"]["received"]
+    return {"msgs_per_s": rate, "cpu_us_per_msg": (c1 - c0) / CLK_TCK / (r1 - r0) * 1e6}
 
 
 def idle_run(name, args, cert, key, out, rep):
