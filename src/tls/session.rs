@@ -41,9 +41,10 @@ const HANDSHAKE_RECORD: u8 = 0x16;
 
 /// What a client that speaks plain HTTP to the TLS port is told before the socket closes.
 const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
-Content-Length: 40\r\nConnection: close\r\n\r\nThis port speaks TLS: use https:// or wss://\n";
+Content-Length: 45\r\nConnection: close\r\n\r\nThis port speaks TLS: use https:// or wss://\n";
 
-/// One worker's TLS counts, kept by its sockets and folded into its `Counters` at each tick.
+/// One worker's TLS counts, kept by its sockets and folded into its `Counters` at each tick
+/// (atomics only to be shareable; one thread uses them, so they are never contended).
 #[derive(Debug, Default)]
 pub struct TlsTally {
     /// TLS handshakes completed.
@@ -56,7 +57,7 @@ pub struct TlsTally {
 #[derive(Debug)]
 pub struct TlsSocket {
     tcp: TcpStream,
-    /// Boxed: the session is a few KiB and moves with the connection's phases.
+    /// Boxed: the session is over a kilobyte inline and moves with the connection's phases.
     tls: Box<ServerConnection>,
     tally: Arc<TlsTally>,
     /// The handshake completed (and was counted).
@@ -374,6 +375,19 @@ mod tests {
         assert!(client.join().unwrap() == data[..written], "bytes differ");
         drop(socket);
         assert_eq!(tally.failures.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_plain_http_answer_is_well_formed() {
+        let text = std::str::from_utf8(PLAIN_HTTP_ANSWER).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(length, body.len());
     }
 
     #[test]
