@@ -31,7 +31,9 @@ use slab::Slab;
 
 use crate::admission::Admission;
 use crate::budget::Budget;
-use crate::connection::{self, Connection, Env, Flush, Limits, Output, StatsPages, Step};
+use crate::connection::{
+    self, Connection, Env, Flush, Limits, Output, StatsPages, Step, RECV_BUFFER,
+};
 use crate::fanout::bus::{Bus, Envelope};
 use crate::fanout::rooms::Rooms;
 use crate::protocol::http::Endpoint;
@@ -169,6 +171,7 @@ impl Worker {
             budget: Budget::new(memory_share),
             published: Vec::new(),
             stats_pages,
+            recv: vec![0; RECV_BUFFER],
         };
         Ok(Worker {
             id,
