@@ -36,8 +36,10 @@
 //!
 //! Submodules, bottom up: `socket` (the transport trait), `outbox` (the ordered outbound
 //! queue), `read_skip` (when a tungstenite read can be skipped), `stream` (the `Read + Write`
-//! tungstenite runs over).
+//! tungstenite runs over), `in_place` (reading in `Ready`, echoes written from the receive
+//! buffer).
 
+mod in_place;
 pub(crate) mod outbox;
 mod read_skip;
 pub(crate) mod socket;
@@ -59,7 +61,6 @@ use crate::budget::Budget;
 use crate::config::Config;
 use crate::protocol::frame::{self, OpCode};
 use crate::protocol::http::{self, Decision, Endpoint, StatsPage};
-use crate::protocol::inbound::{self, Scan};
 use crate::stats::Counters;
 use outbox::Flushed;
 use socket::Socket;
@@ -473,72 +474,6 @@ impl<S: Socket> Connection<S> {
         step
     }
 
-    /// Reads in `Ready`, through the worker's receive buffer (lent out of `env` for the call).
-    fn read_in_place(&mut self, env: &mut Env) -> Step {
-        let mut recv = mem::take(&mut env.recv);
-        if recv.is_empty() {
-            // A panic while it was lent out (the worker survives those) took it along.
-            recv = vec![0; RECV_BUFFER];
-        }
-        let step = self.read_frames(&mut recv, env);
-        env.recv = recv;
-        step
-    }
-
-    /// Reads the socket into `recv` and takes the complete messages at its front in place;
-    /// from the first byte it cannot take (see `protocol::inbound`), tungstenite parses.
-    fn read_frames(&mut self, recv: &mut [u8], env: &mut Env) -> Step {
-        let max = env.limits.max_message;
-        loop {
-            if self.read_paused {
-                return Step::Idle;
-            }
-            let Phase::Ready(stream) = &mut self.phase else {
-                return Step::Close;
-            };
-            let n = match stream.read_direct(recv) {
-                // The peer left without a close frame: the worker counts the 1006.
-                Ok(0) => return Step::Close,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return waiting(stream),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return Step::Close,
-            };
-            let mut at = 0;
-            while at < n && !self.read_paused {
-                let Scan::Message { text, header, len } = inbound::scan(&recv[at..n], max) else {
-                    break;
-                };
-                let (head, payload) = recv[at..at + header + len].split_at_mut(header);
-                let key = inbound::mask_key(head);
-                inbound::unmask(payload, key);
-                if text && std::str::from_utf8(payload).is_err() {
-                    // Masked again, as sent: tungstenite reads it and answers 1007.
-                    inbound::unmask(payload, key);
-                    break;
-                }
-                at += header + len;
-                let opcode = if text { OpCode::Text } else { OpCode::Binary };
-                self.on_message(opcode, payload, None, env);
-            }
-            if at < n {
-                let Phase::Ready(mut stream) = mem::replace(&mut self.phase, Phase::Gone) else {
-                    unreachable!("matched above; on_message keeps the phase")
-                };
-                let rest = &recv[at..n];
-                stream.hand_over(rest);
-                let ws = WebSocket::from_partially_read(
-                    stream,
-                    rest.to_vec(),
-                    Role::Server,
-                    Some(env.limits.ws),
-                );
-                self.phase = Phase::Open(Box::new(ws));
-                return self.read_ws(env);
-            }
-        }
-    }
-
     /// What every text or binary message comes to, however it was read: echoed to its sender
     /// or published to the room. `shared` is the payload as a buffer of its own when it has
     /// one (from tungstenite), so a large echo can be queued without a copy.
@@ -549,20 +484,7 @@ impl<S: Socket> Connection<S> {
         shared: Option<&Bytes>,
         env: &mut Env,
     ) {
-        env.counters.msgs_in += 1;
-        // By endpoint too: plain adds behind a branch that always goes the same way for a
-        // given connection.
-        if self.publishes {
-            env.counters.broadcast_msgs_in += 1;
-            env.counters.broadcast_bytes_in += payload.len() as u64;
-        } else {
-            env.counters.echo_msgs_in += 1;
-            env.counters.echo_bytes_in += payload.len() as u64;
-        }
-        #[cfg(feature = "fault-injection")]
-        if payload == PANIC_TRIGGER {
-            panic!("fault injection: panic trigger received");
-        }
+        self.count_in(payload, env);
         if !self.is_open() {
             return; // we are closing: messages still in flight are dropped
         }
@@ -579,9 +501,7 @@ impl<S: Socket> Connection<S> {
             return;
         };
         let out = stream.out_mut();
-        env.counters.msgs_out += 1;
-        env.counters.echo_msgs_out += 1;
-        env.counters.echo_bytes_out += payload.len() as u64;
+        count_echo(payload.len(), env);
         match shared {
             Some(bytes) if payload.len() > ECHO_COPY_LIMIT => {
                 out.push_frame_shared(opcode, bytes.clone())
@@ -591,6 +511,24 @@ impl<S: Socket> Connection<S> {
         if out.pending() > env.limits.max_backlog {
             self.read_paused = true;
             env.counters.backpressure_pauses += 1;
+        }
+    }
+
+    /// Counts a message received (and, in fault-injection builds, panics on the trigger).
+    fn count_in(&self, payload: &[u8], env: &mut Env) {
+        env.counters.msgs_in += 1;
+        // By endpoint too: plain adds behind a branch that always goes the same way for a
+        // given connection.
+        if self.publishes {
+            env.counters.broadcast_msgs_in += 1;
+            env.counters.broadcast_bytes_in += payload.len() as u64;
+        } else {
+            env.counters.echo_msgs_in += 1;
+            env.counters.echo_bytes_in += payload.len() as u64;
+        }
+        #[cfg(feature = "fault-injection")]
+        if payload == PANIC_TRIGGER {
+            panic!("fault injection: panic trigger received");
         }
     }
 
@@ -1023,6 +961,13 @@ pub(crate) fn refuse_now<S: Socket>(mut socket: S, env: &mut Env) {
     // A fresh socket's send buffer takes a short answer whole; if not, the peer gets less.
     let _ = socket.write(&response.bytes);
     let _ = socket.shutdown_write();
+}
+
+/// Counts an echo sent (queued or written).
+fn count_echo(len: usize, env: &mut Env) {
+    env.counters.msgs_out += 1;
+    env.counters.echo_msgs_out += 1;
+    env.counters.echo_bytes_out += len as u64;
 }
 
 /// What a read that ended in `WouldBlock` leaves: nothing until the next readiness event, or,

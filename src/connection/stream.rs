@@ -167,6 +167,19 @@ impl<S: Socket> Stream<S> {
         self.read_socket(buf)
     }
 
+    /// Writes straight to the socket, bypassing the outbox: only while it is empty, or the
+    /// bytes would overtake what it holds.
+    pub fn write_direct(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        debug_assert!(
+            self.out.is_empty(),
+            "a direct write would overtake queued output"
+        );
+        match bufs {
+            [one] => self.socket.write(one),
+            _ => self.socket.write_vectored(bufs),
+        }
+    }
+
     /// `rest`, read by `read_direct` but not taken in place, goes to a tungstenite built over
     /// this stream: followed from here like everything tungstenite is given.
     pub fn hand_over(&mut self, rest: &[u8]) {

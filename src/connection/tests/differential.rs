@@ -137,14 +137,70 @@ fn piece() -> impl Strategy<Value = Piece> {
     ]
 }
 
-/// A client's whole stream: the pieces, the sizes it arrives in (used in turn), and whether
-/// the client closes its side at the end.
-fn stream() -> impl Strategy<Value = (Vec<Piece>, Vec<usize>, bool)> {
+/// A client's whole stream: the pieces, the sizes it arrives in (used in turn), how many
+/// bytes the socket takes before each arrival (used in turn: a full socket leaves output
+/// queued), and whether the client closes its side at the end.
+#[derive(Debug, Clone)]
+struct Stream {
+    pieces: Vec<Piece>,
+    sizes: Vec<usize>,
+    rooms: Vec<usize>,
+    eof: bool,
+}
+
+/// A well-formed message: valid UTF-8 text, binary, or a ping.
+fn valid_piece() -> impl Strategy<Value = Piece> {
+    let text = prop::collection::vec(any::<char>(), 0..40)
+        .prop_map(|chars| (0x81u8, chars.into_iter().collect::<String>().into_bytes()));
+    let binary = prop::collection::vec(any::<u8>(), 0..300).prop_map(|p| (0x82u8, p));
+    let ping = prop::collection::vec(any::<u8>(), 0..125).prop_map(|p| (0x89u8, p));
     (
-        prop::collection::vec(piece(), 1..24),
+        prop_oneof![4 => text, 4 => binary, 1 => ping],
+        any::<[u8; 4]>(),
+    )
+        .prop_map(|((first, payload), key)| Piece::Frame {
+            first,
+            masked: true,
+            wide: 0,
+            key,
+            payload,
+        })
+}
+
+/// Pieces of any kind, or well-formed messages up to a close frame and then anything.
+fn pieces() -> impl Strategy<Value = Vec<Piece>> {
+    let closing = (
+        prop::collection::vec(valid_piece(), 0..10),
+        (any::<[u8; 4]>(), close_payload()),
+        prop::collection::vec(piece(), 0..4),
+    )
+        .prop_map(|(mut pieces, (key, payload), after)| {
+            pieces.push(Piece::Frame {
+                first: 0x88,
+                masked: true,
+                wide: 0,
+                key,
+                payload,
+            });
+            pieces.extend(after);
+            pieces
+        });
+    prop_oneof![3 => prop::collection::vec(piece(), 1..24), 1 => closing]
+}
+
+fn stream() -> impl Strategy<Value = Stream> {
+    (
+        pieces(),
         prop::collection::vec(1usize..700, 1..12),
+        prop::collection::vec(prop_oneof![3 => Just(usize::MAX), 1 => 0usize..300], 1..6),
         any::<bool>(),
     )
+        .prop_map(|(pieces, sizes, rooms, eof)| Stream {
+            pieces,
+            sizes,
+            rooms,
+            eof,
+        })
 }
 
 /// Everything a worker or a client could observe of one connection.
@@ -157,7 +213,12 @@ struct Observed {
     counters: Counters,
 }
 
-fn run(in_place: bool, path: &str, bytes: &[u8], sizes: &[usize], eof: bool) -> Observed {
+fn run(in_place: bool, path: &str, stream: &Stream) -> Observed {
+    let mut bytes = Vec::new();
+    for piece in &stream.pieces {
+        encode(piece, &mut bytes);
+    }
+    let (sizes, eof) = (&stream.sizes, stream.eof);
     let config = Config {
         max_message_size: MAX_MESSAGE,
         ..Config::default()
@@ -182,6 +243,7 @@ fn run(in_place: bool, path: &str, bytes: &[u8], sizes: &[usize], eof: bool) -> 
     // at once (it hands over from that header), by the reference only at the next event (its
     // reads are skipped while the socket is drained): both must end in the same place.
     for arrival in 0..=arrivals {
+        h.client.wire().room = stream.rooms[arrival % stream.rooms.len()];
         match chunks.get(arrival) {
             Some(chunk) => h.client.send(chunk),
             None if arrival < arrivals => h.client.wire().eof = true,
@@ -203,6 +265,9 @@ fn run(in_place: bool, path: &str, bytes: &[u8], sizes: &[usize], eof: bool) -> 
         }
         h.flush();
     }
+    // Whatever waited for room goes out.
+    h.client.wire().room = usize::MAX;
+    h.flush();
     Observed {
         output: h.client.take_output(),
         published,
@@ -211,15 +276,11 @@ fn run(in_place: bool, path: &str, bytes: &[u8], sizes: &[usize], eof: bool) -> 
     }
 }
 
-fn check(pieces: &[Piece], sizes: &[usize], eof: bool) -> Result<(), TestCaseError> {
-    let mut bytes = Vec::new();
-    for piece in pieces {
-        encode(piece, &mut bytes);
-    }
+fn check(stream: &Stream) -> Result<(), TestCaseError> {
     for path in ["/echo", "/broadcast/r"] {
-        let fast = run(true, path, &bytes, sizes, eof);
-        let reference = run(false, path, &bytes, sizes, eof);
-        prop_assert_eq!(fast, reference, "{} on {:?}", path, pieces);
+        let fast = run(true, path, stream);
+        let reference = run(false, path, stream);
+        prop_assert_eq!(fast, reference, "{} on {:?}", path, stream);
     }
     Ok(())
 }
@@ -232,8 +293,8 @@ proptest! {
     })]
 
     #[test]
-    fn in_place_and_tungstenite_alone_answer_every_stream_the_same((pieces, sizes, eof) in stream()) {
-        check(&pieces, &sizes, eof)?;
+    fn in_place_and_tungstenite_alone_answer_every_stream_the_same(stream in stream()) {
+        check(&stream)?;
     }
 }
 
@@ -246,12 +307,8 @@ fn generated_streams_reach_every_outcome() {
     let mut runner = TestRunner::deterministic();
     let mut totals = Counters::default();
     for _ in 0..300 {
-        let (pieces, sizes, eof) = stream().new_tree(&mut runner).unwrap().current();
-        let mut bytes = Vec::new();
-        for piece in &pieces {
-            encode(piece, &mut bytes);
-        }
-        let c = run(true, "/echo", &bytes, &sizes, eof).counters;
+        let stream = stream().new_tree(&mut runner).unwrap().current();
+        let c = run(true, "/echo", &stream).counters;
         totals.msgs_in += c.msgs_in;
         totals.close_1000 += c.close_1000;
         totals.close_1002 += c.close_1002;
