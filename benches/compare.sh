@@ -124,7 +124,8 @@ Options:
   --bcast-tries N         bcast-max: runs at a rate before it counts as failed [default: $BCAST_TRIES]
                           (each run lasts --open-duration after the room is connected; loadgen
                           does not busy-poll in bcast-max, so its CPU share says whether it is
-                          the limit: at or above 90% the table marks the rate ‡)
+                          the limit: at or above 90% the table marks the rate ‡, as it marks
+                          a uws-client rate whose client used 90% or more of its core)
   --server-cpu N / --client-cpu N   cores [default: $SERVER_CPU / $CLIENT_CPU]
   --port N                first port to try [default: $PORT]
   --quiet-wait S          before each run, wait up to S seconds until the two cores are less

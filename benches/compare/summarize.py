@@ -333,7 +333,8 @@ def metrics_for(tests, runs, clk_tck):
     for t in uwscs:
         conns, size = uwsc_case(t)
         ms.append(Metric(t, "msgs_per_s", f"Echo throughput, uWS's client, {conns} conns × {fmt_bytes(size)}",
-                         "msg/s", "rate", "higher", uwsc_rate, aside=client, needs_report=False))
+                         "msg/s", "rate", "higher", uwsc_rate, aside=client, flag=LOADGEN_LIMIT,
+                         needs_report=False))
     for t in uwscs:
         conns, size = uwsc_case(t)
         ms.append(Metric(t, "cpu_us_per_msg", f"Server CPU per msg, uWS's client, {conns} × {fmt_bytes(size)}",
@@ -442,7 +443,8 @@ def run_ok(r):
     return bool(r["report"]) and r["report"]["ok"]
 
 
-# loadgen at or above this share of its core in a bcast-max run may be what limited the rate.
+# A client (uWS's, or loadgen in a bcast-max run) at or above this share of its core may be what
+# limited the figure.
 LOADGEN_LIMIT = 0.9
 
 
@@ -679,8 +681,9 @@ def render_table(results, headline_only=False):
                      "(median): a figure measures the server only while that is well below 100%.")
     if flagged:
         lines.append("")
-        lines.append(f"‡ = loadgen used {LOADGEN_LIMIT:.0%} or more of its core at the rate found or "
-                     "at the first rate that failed: loadgen may be the limit there, not the server.")
+        lines.append(f"‡ = the client used {LOADGEN_LIMIT:.0%} or more of its core in a repetition (in "
+                     "bcast-max: at the rate found or at the first rate that failed): the client may "
+                     "be the limit there, not the server.")
     return "\n".join(lines) + "\n"
 
 

@@ -107,8 +107,9 @@ class UwsClient(unittest.TestCase):
                                              (8, 800, 400, 1200, 120000), (12, 1200, 600, 1800, 110000)])
             b = self.write(raw, "uws", [(0, 0, 0, 0, 5), (4, 380, 300, 680, 100000),
                                         (8, 760, 600, 1360, 100000)], clean=0)
-            write_runs(raw, [a, b])
-            res, table = run_summarize(raw, out, "corecast,uws")
+            c = self.write(raw, "fastwebsockets", [(0, 0, 0, 0, 5), (4, 380, 380, 760, 90000)])
+            write_runs(raw, [a, b, c])
+            res, table = run_summarize(raw, out, "corecast,uws,fastwebsockets")
         rate = metric(res, "uwsclient_500x512.msgs_per_s")
         self.assertEqual(rate["values"]["corecast"]["median"], 110000)
         self.assertEqual(rate["values"]["uws"]["median"], 100000)
@@ -120,6 +121,8 @@ class UwsClient(unittest.TestCase):
         line = next(l for l in table.splitlines() if l.startswith("| Echo throughput, uWS's client, 500 conns × 512 B"))
         self.assertIn("110.0 k/s · client 50%", line)
         self.assertIn("100.0 k/s (0.91×) · client 75% †", line)
+        self.assertIn("90.0 k/s (0.82×) · client 95% ‡ |", line)  # the client may be the limit
+        self.assertIn("‡ = the client used 90% or more", table)
         self.assertIn("client core busy", json.dumps([m["label"] for m in res["metrics"]]))
 
     def test_rows_are_ordered_by_size_then_connections(self):
@@ -183,7 +186,7 @@ class BcastMax(unittest.TestCase):
         line = next(l for l in table.splitlines() if "highest deliveries/s with p99 < 100 ms" in l)
         self.assertIn("200.0 k/s · loadgen 40% |", line)
         self.assertIn("150.0 k/s (0.75×) · loadgen 30% ‡", line)  # 98% at the failing rate
-        self.assertIn("‡ = loadgen used 90% or more", table)
+        self.assertIn("‡ = the client used 90% or more", table)
         self.assertFalse([x for x in res["metrics"] if x["test"].startswith("bcastprobe_")])
         trail = res["bcast_max_trail"]
         self.assertEqual([(t["server"], t["passed"]) for t in trail],
