@@ -66,7 +66,8 @@ BCAST_DELIVERIES=50000,150000   # deliveries/s offered to every room (publish ra
                                 # some servers' capacity
 BCAST_SIZE=64
 UWSC_CASES=100x16,100x512,500x16,500x512,100x16384,500x16384
-UWSC_SAMPLES=5      # 4-second Msg/sec samples measured per uws-client run (after 1 discarded)
+UWSC_SAMPLES=5      # 4-second Msg/sec samples measured per uws-client run ...
+UWSC_DISCARD=1      # ... after this many lines (the first covers the ramp and part of an interval)
 BCAST_P99_MS=100    # bcast-max: the p99 a sustained rate must stay under (and 0 lost)
 BCAST_START=50000   # bcast-max: first deliveries/s tried
 BCAST_STEP=1.5      # bcast-max: factor between rates until the first failure
@@ -116,6 +117,7 @@ Options:
   --uws-bin DIR           where uws-echo and uws-load-test are [default: \$UWS_BIN]
   --uwsc-cases LIST       CONNSxBYTES cases of the uws-client test [default: $UWSC_CASES]
   --uwsc-samples N        4-second samples measured per uws-client run [default: $UWSC_SAMPLES]
+  --uwsc-discard N        Msg/sec lines discarded before them (ramp, warm-up) [default: $UWSC_DISCARD]
   --bcast-p99-ms MS       bcast-max: p99 limit of a sustained rate [default: $BCAST_P99_MS]
   --bcast-start N         bcast-max: first deliveries/s tried [default: $BCAST_START]
   --bcast-step F          bcast-max: growth factor before the first failure [default: $BCAST_STEP]
@@ -164,6 +166,7 @@ while [[ $# -gt 0 ]]; do
         --uws-bin) UWS_BIN=$2; shift ;;
         --uwsc-cases) UWSC_CASES=$2; shift ;;
         --uwsc-samples) UWSC_SAMPLES=$2; shift ;;
+        --uwsc-discard) UWSC_DISCARD=$2; shift ;;
         --bcast-p99-ms) BCAST_P99_MS=$2; shift ;;
         --bcast-start) BCAST_START=$2; shift ;;
         --bcast-step) BCAST_STEP=$2; shift ;;
@@ -191,6 +194,7 @@ for t in ${ONLY//,/ }; do
     [[ ,$ALL_TESTS, == *,$t,* ]] || die "unknown test $t (tests: $ALL_TESTS)"
 done
 [[ $UWSC_SAMPLES =~ ^[1-9][0-9]*$ ]] || die "--uwsc-samples wants a positive integer"
+[[ $UWSC_DISCARD =~ ^[1-9][0-9]*$ ]] || die "--uwsc-discard wants a positive integer"
 [[ $BCAST_PROBES =~ ^[1-9][0-9]*$ ]] || die "--bcast-probes wants a positive integer"
 [[ $BCAST_TRIES =~ ^[1-9][0-9]*$ ]] || die "--bcast-tries wants a positive integer"
 wants() { [[ ,$ONLY, == *,$1,* ]]; }
@@ -687,16 +691,17 @@ measure_uwsc() {
         background_pct_before="$BACKGROUND_PCT" attempts="$ATTEMPT"
 }
 
-# Runs uWS's client against a fresh server until it has printed 1 + UWSC_SAMPLES Msg/sec lines.
-# At each line the runner samples the CPU time of the server and of the client and the busy time
-# of both cores into RAW/<run>.csamples ("time server_ticks client_ticks cores_busy msgs_per_s").
-# The first line covers the ramp and part of an interval, so it only opens the window. Builtins
+# Runs uWS's client against a fresh server until it has printed UWSC_DISCARD + UWSC_SAMPLES
+# Msg/sec lines. From the UWSC_DISCARD-th line on, at each line the runner samples the CPU time of
+# the server and of the client and the busy time of both cores into RAW/<run>.csamples ("time
+# server_ticks client_ticks cores_busy msgs_per_s"): that line only opens the window (the first
+# covers the ramp and part of an interval), the next UWSC_SAMPLES are the samples. Builtins
 # only while the client runs, as in watch_traffic. Sets UWSC_CLEAN to 0 when the client saw a
 # connection close or a wrong byte count, exited early, or printed too few lines.
 uwsc_once() {
     local run=$1 server=$2 conns=$3 size=$4
     local out=$RAW/$run.txt samples=$RAW/$run.csamples line partial= n=0 st
-    local need=$((UWSC_SAMPLES + 1)) deadline
+    local need=$((UWSC_DISCARD + UWSC_SAMPLES)) deadline
     wait_quiet
     start_server "$server" "$RAW/$run.server.log" || return 1
     : >"$out"
@@ -714,12 +719,13 @@ uwsc_once() {
             line=$partial$line
             partial=
             if [[ $line =~ ^Msg/sec:\ ([0-9.]+) ]]; then
+                n=$((n + 1))
+                [[ $n -ge $UWSC_DISCARD ]] || continue
                 cpu_ticks "$SERVER_PID"
                 st=$TICKS
                 cpu_ticks "$LOADGEN_PID"
                 cores_busy
                 echo "$EPOCHREALTIME $st $TICKS $BUSY ${BASH_REMATCH[1]}" >>"$samples"
-                n=$((n + 1))
             elif [[ $line == Closed!* || $line == ERROR* ]]; then
                 UWSC_CLEAN=0
             fi
@@ -748,7 +754,7 @@ uwsc_once() {
     wait "$LOADGEN_PID" 2>/dev/null || true
     LOADGEN_PID=
     stop_server
-    [[ $n -ge 2 ]] || UWSC_CLEAN=0
+    [[ $n -gt $UWSC_DISCARD ]] || UWSC_CLEAN=0
     return 0
 }
 
