@@ -794,7 +794,7 @@ test_bcast_max() {
                         rate=$(((lo + hi) / 2))
                     fi
                 done
-                local failed=
+                local failed=" (every rate passed: the limit is higher, raise --bcast-start or --bcast-probes)"
                 [[ $hi == 0 ]] || failed=" (failed at $hi)"
                 log "bcast-max: room of $members, $s: $lo deliveries/s sustained$failed, $n rates tried"
                 record "bcastmax_$members" "$s" "$rep" "$best" max_deliveries="$lo" \

@@ -269,10 +269,12 @@ class Metric:
     report (the uws-client test)."""
 
     def __init__(self, test, key, label, unit, fmt, better, extract, headline=True,
-                 aside=None, flag=None, needs_report=True):
+                 aside=None, flag=None, needs_report=True, lower_bound=None):
         self.test, self.key, self.label, self.unit = test, key, label, unit
         self.fmt, self.better, self.extract, self.headline = fmt, better, extract, headline
         self.aside, self.flag, self.needs_report = aside, flag, needs_report
+        # run -> True when the run's figure is only a lower bound (printed "≥").
+        self.lower_bound = lower_bound
 
     @property
     def id(self):
@@ -410,7 +412,9 @@ def metrics_for(tests, runs, clk_tck):
                          f"Broadcast, room of {members:,}: highest deliveries/s with p99 < {limit:g} ms and 0 lost",
                          "deliveries/s", "rate", "higher", lambda r: r.get("max_deliveries"),
                          aside=("loadgen", lambda r: client_busy(r, clk_tck) if r["report"] else None),
-                         flag=LOADGEN_LIMIT, needs_report=False))
+                         flag=LOADGEN_LIMIT, needs_report=False,
+                         # every rate tried passed: the search stopped at --bcast-probes
+                         lower_bound=lambda r: r.get("failed_at") == 0 and r.get("max_deliveries", 0) > 0))
         ms.append(Metric(t, "p99", f"Broadcast, {at}: fan-out latency p99",
                          "µs", "us", "lower", lat("p99"), headline=False))
         ms.append(Metric(t, "cpu_us_per_delivery", f"Broadcast, {at}: server CPU per delivery",
@@ -468,6 +472,8 @@ def summarize(args):
                 "runs": vals,
                 "clean": all(run_ok(r) for r in rs),
             }
+            if m.lower_bound and any(m.lower_bound(r) for r in rs):
+                values[s]["lower_bound"] = True
             if m.aside:
                 asides = [safe(m.aside[1], r) for r in rs]
                 values[s]["aside"] = {
@@ -641,7 +647,7 @@ def fmt_ratio_cell(r, paired):
 def render_table(results, headline_only=False):
     servers = results["servers"]
     base = results["baseline"]
-    flagged = False
+    flagged = bounded = False
     lines = [
         "| measurement | " + " | ".join(servers) + " |",
         "|---|" + "---:|" * len(servers),
@@ -657,6 +663,9 @@ def render_table(results, headline_only=False):
                 cells.append("")
                 continue
             text = fmt(v["median"])
+            if v.get("lower_bound"):
+                text = "≥ " + text
+                bounded = True
             r = m["ratio_to_baseline"].get(s)
             if s != base and r is not None and m["better"] != "none":
                 text += fmt_ratio_cell(r, paired_ratios(m["values"], s, base))
@@ -679,6 +688,10 @@ def render_table(results, headline_only=False):
         lines.append("")
         lines.append("· client / · loadgen n% = the share of its core the client used meanwhile "
                      "(median): a figure measures the server only while that is well below 100%.")
+    if bounded:
+        lines.append("")
+        lines.append("≥ = every rate the search tried passed (it stopped at --bcast-probes): the "
+                     "limit is higher; start higher (--bcast-start) or allow more rates.")
     if flagged:
         lines.append("")
         lines.append(f"‡ = the client used {LOADGEN_LIMIT:.0%} or more of its core in a repetition (in "

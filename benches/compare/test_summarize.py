@@ -192,6 +192,17 @@ class BcastMax(unittest.TestCase):
         self.assertEqual([(t["server"], t["passed"]) for t in trail],
                          [("corecast", True), ("corecast", False), ("uws", True), ("uws", False)])
         self.assertEqual(trail[0]["deliveries_offered"], 200_000)
+        self.assertNotIn("≥", table)
+
+    def test_a_search_that_never_failed_gives_a_lower_bound(self):
+        with tempfile.TemporaryDirectory() as raw, tempfile.TemporaryDirectory() as out:
+            runs = self.write(raw, "corecast", 200, 400, 500)
+            runs[-1]["failed_at"], runs[-1]["above_run"] = 0, ""
+            write_runs(raw, runs)
+            _, table = run_summarize(raw, out, "corecast")
+        line = next(l for l in table.splitlines() if "highest deliveries/s" in l)
+        self.assertIn("| ≥ 200.0 k/s · loadgen 40% |", line)
+        self.assertIn("≥ = every rate the search tried passed", table)
 
 
 if __name__ == "__main__":
