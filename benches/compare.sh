@@ -10,7 +10,14 @@
 #   benches/compare.sh                 everything: build, measure, table, JSON, SVG
 #   benches/compare.sh --quick         one repetition, short runs, a smaller idle test
 #   benches/compare.sh --only echo,cpu --servers corecast,fastwebsockets
+#   UWS_BIN=DIR benches/compare.sh --only uws-client --servers corecast,uws,fastwebsockets
+#   benches/compare.sh --only bcast-max --rooms 1000
 #   benches/compare.sh --help
+#
+# uWebSockets (server `uws`, and its C client for the uws-client test) is measured when UWS_BIN
+# names a directory holding uws-echo (benches/peers/uws/echo.cpp built against uWS) and
+# uws-load-test (uWS's benchmarks/load_test.c requesting /echo); without them both are skipped
+# with the reason printed. uWS is never part of this repository: see benches/peers/README.md.
 #
 # Output (default $CARGO_TARGET_DIR/compare, CARGO_TARGET_DIR defaulting to target/):
 #   results.json   medians, every repetition, ratios, the machine and the command
@@ -22,6 +29,11 @@
 #
 # Needs: cargo, taskset, python3 (stdlib only); node + npm for the node-ws peer (skipped
 # without them). Servers bind 127.0.0.1 ports from --port (default 19100) upward.
+#
+# Tests: echo, cpu, latency, idle, broadcast (loadgen); uws-client (the echo rows driven by
+# uWS's closed-loop C client, medians of its 4-second Msg/sec samples); bcast-max (for each room
+# size, the highest delivery rate a server sustains with fan-out p99 under --bcast-p99-ms and
+# nothing lost, found by geometric steps then bisection; not in the default set, it is long).
 
 set -euo pipefail
 
@@ -31,11 +43,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # ---------------------------------------------------------------------------------------------
 # Options
 
-ALL_TESTS=echo,cpu,latency,idle,broadcast
-ALL_SERVERS=corecast,tokio-tungstenite,fastwebsockets,node-ws
+ALL_TESTS=echo,cpu,latency,idle,broadcast,uws-client,bcast-max
+DEFAULT_TESTS=echo,cpu,latency,idle,broadcast,uws-client
+ALL_SERVERS=corecast,tokio-tungstenite,fastwebsockets,node-ws   # and uws with UWS_BIN
 
-ONLY=$ALL_TESTS
-SERVERS=$ALL_SERVERS
+ONLY=$DEFAULT_TESTS
+SERVERS=
+UWS_BIN=${UWS_BIN:-}
 REPS=3
 DURATION=5          # seconds measured per throughput run
 WARMUP=1            # seconds of unmeasured traffic before it
@@ -51,6 +65,16 @@ BCAST_DELIVERIES=50000,150000   # deliveries/s offered to every room (publish ra
                                 # members): one level every server keeps up with, one beyond
                                 # some servers' capacity
 BCAST_SIZE=64
+UWSC_CASES=100x16,100x512,500x16,500x512,100x16384,500x16384
+UWSC_SAMPLES=5      # 4-second Msg/sec samples measured per uws-client run ...
+UWSC_DISCARD=1      # ... after this many lines (the first covers the ramp and part of an interval)
+BCAST_P99_MS=100    # bcast-max: the p99 a sustained rate must stay under (and 0 lost)
+BCAST_START=50000   # bcast-max: first deliveries/s tried
+BCAST_STEP=1.5      # bcast-max: factor between rates until the first failure
+BCAST_PRECISION=0.05  # bcast-max: bisect until the failing rate is within this of the passing one
+BCAST_PROBES=12     # bcast-max: at most this many rates tried per search
+BCAST_TRIES=2       # bcast-max: a rate fails only when this many runs at it fail (a noisy
+                    # machine makes false failures: one latency spike is enough)
 SERVER_CPU=0
 CLIENT_CPU=1
 QUIET_WAIT=60       # seconds to wait for other work on the two cores to calm down
@@ -69,10 +93,12 @@ usage() {
     sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
     cat <<EOF
 Options:
-  --quick                 1 repetition, 2 s runs, idle test at 2,000 connections
-  --only LIST             tests to run, from: $ALL_TESTS
+  --quick                 1 repetition, 2 s runs, idle test at 2,000 connections, 2 samples
+                          per uws-client run
+  --only LIST             tests to run, from: $ALL_TESTS [default: $DEFAULT_TESTS]
   --servers LIST          servers in order, the first is the baseline of the ratios
-                          [default: $ALL_SERVERS]; also ceiling-epoll and ceiling-uring,
+                          [default: $ALL_SERVERS, and uws when UWS_BIN is usable]; also
+                          uws (needs UWS_BIN), ceiling-epoll and ceiling-uring,
                           benches/peers/ceiling: an echo with no WebSocket library, the floor
                           any server meets on this kernel (echo, cpu, latency, idle only)
   --variant NAME=CMD      an extra corecast-like server: CMD is "BINARY [ARGS...]", started with
@@ -88,6 +114,20 @@ Options:
   --idle-conns N          idle connections for the memory test [default: $IDLE_CONNS]
   --rooms LIST            broadcast room sizes [default: $ROOMS]
   --bcast-deliveries LIST deliveries/s offered per room, one run per level [default: $BCAST_DELIVERIES]
+  --uws-bin DIR           where uws-echo and uws-load-test are [default: \$UWS_BIN]
+  --uwsc-cases LIST       CONNSxBYTES cases of the uws-client test [default: $UWSC_CASES]
+  --uwsc-samples N        4-second samples measured per uws-client run [default: $UWSC_SAMPLES]
+  --uwsc-discard N        Msg/sec lines discarded before them (ramp, warm-up) [default: $UWSC_DISCARD]
+  --bcast-p99-ms MS       bcast-max: p99 limit of a sustained rate [default: $BCAST_P99_MS]
+  --bcast-start N         bcast-max: first deliveries/s tried [default: $BCAST_START]
+  --bcast-step F          bcast-max: growth factor before the first failure [default: $BCAST_STEP]
+  --bcast-precision F     bcast-max: stop when failing / passing <= 1 + F [default: $BCAST_PRECISION]
+  --bcast-probes N        bcast-max: rates tried per search at most [default: $BCAST_PROBES]
+  --bcast-tries N         bcast-max: runs at a rate before it counts as failed [default: $BCAST_TRIES]
+                          (each run lasts --open-duration after the room is connected; loadgen
+                          does not busy-poll in bcast-max, so its CPU share says whether it is
+                          the limit: at or above 90% the table marks the rate ‡, as it marks
+                          a uws-client rate whose client used 90% or more of its core)
   --server-cpu N / --client-cpu N   cores [default: $SERVER_CPU / $CLIENT_CPU]
   --port N                first port to try [default: $PORT]
   --quiet-wait S          before each run, wait up to S seconds until the two cores are less
@@ -110,9 +150,9 @@ die() { echo "compare: $*" >&2; exit 2; }
 
 while [[ $# -gt 0 ]]; do
     case $1 in
-        --quick) REPS=1 DURATION=2 WARMUP=1 OPEN_DURATION=3 IDLE_CONNS=2000 IDLE_SETTLE=3 ;;
+        --quick) REPS=1 DURATION=2 WARMUP=1 OPEN_DURATION=3 IDLE_CONNS=2000 IDLE_SETTLE=3 UWSC_SAMPLES=2 ;;
         --only) ONLY=$2; shift ;;
-        --servers) SERVERS=$2; shift ;;
+        --servers) SERVERS=$2; SERVERS_GIVEN=1; shift ;;
         --variant) [[ $2 == *=* ]] || die "--variant wants NAME=CMD"; VARIANT[${2%%=*}]=${2#*=}; shift ;;
         --reps) REPS=$2; shift ;;
         --duration) DURATION=$2; shift ;;
@@ -123,6 +163,16 @@ while [[ $# -gt 0 ]]; do
         --idle-conns) IDLE_CONNS=$2; shift ;;
         --rooms) ROOMS=$2; shift ;;
         --bcast-deliveries) BCAST_DELIVERIES=$2; shift ;;
+        --uws-bin) UWS_BIN=$2; shift ;;
+        --uwsc-cases) UWSC_CASES=$2; shift ;;
+        --uwsc-samples) UWSC_SAMPLES=$2; shift ;;
+        --uwsc-discard) UWSC_DISCARD=$2; shift ;;
+        --bcast-p99-ms) BCAST_P99_MS=$2; shift ;;
+        --bcast-start) BCAST_START=$2; shift ;;
+        --bcast-step) BCAST_STEP=$2; shift ;;
+        --bcast-precision) BCAST_PRECISION=$2; shift ;;
+        --bcast-probes) BCAST_PROBES=$2; shift ;;
+        --bcast-tries) BCAST_TRIES=$2; shift ;;
         --server-cpu) SERVER_CPU=$2; shift ;;
         --client-cpu) CLIENT_CPU=$2; shift ;;
         --port) PORT=$2; shift ;;
@@ -143,7 +193,25 @@ done
 for t in ${ONLY//,/ }; do
     [[ ,$ALL_TESTS, == *,$t,* ]] || die "unknown test $t (tests: $ALL_TESTS)"
 done
+[[ $UWSC_SAMPLES =~ ^[1-9][0-9]*$ ]] || die "--uwsc-samples wants a positive integer"
+[[ $UWSC_DISCARD =~ ^[1-9][0-9]*$ ]] || die "--uwsc-discard wants a positive integer"
+[[ $BCAST_PROBES =~ ^[1-9][0-9]*$ ]] || die "--bcast-probes wants a positive integer"
+[[ $BCAST_TRIES =~ ^[1-9][0-9]*$ ]] || die "--bcast-tries wants a positive integer"
 wants() { [[ ,$ONLY, == *,$1,* ]]; }
+
+# uWebSockets is built outside this repository (benches/peers/README.md); UWS_BIN says where.
+UWS_WHY=
+if [[ -z $UWS_BIN ]]; then
+    UWS_WHY="UWS_BIN is not set (benches/peers/README.md says how to build uWS's server and client)"
+elif [[ ! -x $UWS_BIN/uws-echo || ! -x $UWS_BIN/uws-load-test ]]; then
+    UWS_WHY="UWS_BIN=$UWS_BIN has no executable uws-echo and uws-load-test"
+else
+    UWS_BIN=$(cd "$UWS_BIN" && pwd)
+fi
+if [[ -z $SERVERS ]]; then
+    SERVERS=$ALL_SERVERS
+    [[ -z $UWS_WHY ]] && SERVERS+=,uws
+fi
 OPEN_LOOP=()
 [[ $BUSY_POLL == 1 ]] && OPEN_LOOP=(--busy-poll)
 
@@ -166,11 +234,31 @@ command -v node >/dev/null && command -v npm >/dev/null || NODE=0
 for s in "${SERVER_LIST[@]}"; do
     server_known "$s" || die "unknown server $s (define it with --variant $s=CMD)"
 done
+drop_server() {
+    local kept=() s
+    for s in "${SERVER_LIST[@]}"; do [[ $s == "$1" ]] || kept+=("$s"); done
+    SERVER_LIST=("${kept[@]}")
+}
 if [[ $NODE == 0 && ,$SERVERS, == *,node-ws,* ]]; then
     log "node or npm not found: skipping node-ws"
-    SERVER_LIST=("${SERVER_LIST[@]/node-ws}")
-    read -r -a SERVER_LIST <<<"${SERVER_LIST[*]}"
+    drop_server node-ws
 fi
+if [[ -n $UWS_WHY ]]; then
+    if [[ " ${SERVER_LIST[*]} " == *" uws "* ]]; then
+        log "skipping the uws server: $UWS_WHY"
+        drop_server uws
+    elif [[ -z ${SERVERS_GIVEN:-} ]]; then
+        log "uWebSockets not measured: $UWS_WHY"
+    fi
+    if wants uws-client; then
+        log "skipping the uws-client test (uWS's load_test as the client): $UWS_WHY"
+        ONLY=,$ONLY,
+        ONLY=${ONLY//,uws-client,/,}
+        ONLY=${ONLY#,}
+        ONLY=${ONLY%,}
+    fi
+fi
+[[ -n $ONLY ]] || die "no test left to run"
 [[ ${#SERVER_LIST[@]} -gt 0 ]] || die "no server to measure"
 
 wants_server() { [[ " ${SERVER_LIST[*]} " == *" $1 "* ]]; }
@@ -184,6 +272,9 @@ build() {
         || wants_server ceiling-epoll || wants_server ceiling-uring; then
         log "building the peers (target $PEERS_TARGET)"
         (cd benches/peers && CARGO_TARGET_DIR=$PEERS_TARGET cargo build --release --quiet)
+    fi
+    if [[ -z $UWS_WHY ]] && { wants_server uws || wants uws-client; }; then
+        log "uWebSockets: using $UWS_BIN (built outside this repository: $(tr '\n' ' ' <"$UWS_BIN/SOURCE" 2>/dev/null || echo 'no SOURCE file'))"
     fi
     if wants_server node-ws && [[ ! -d benches/peers/node-ws/node_modules/ws ]]; then
         log "installing ws for node-ws"
@@ -385,22 +476,35 @@ record() {
 
 # One loadgen run against a fresh server, with the server's CPU time around it.
 # $1 test, $2 server, $3 rep, then loadgen options (without --url: $URL_PATH is appended).
+# The run is named TEST.SERVER.REP$RUN_TAG. Sets MEASURED to 0 if the server did not start.
 measure() {
     local test=$1 server=$2 rep=$3
     shift 3
-    local run=$test.$server.$rep attempt other
-    for attempt in $(seq "$ATTEMPTS"); do
-        measure_once "$test" "$server" "$rep" "$@" || return 0
-        other=$(interference "$RAW/$run.samples")
-        if [[ $attempt -lt $ATTEMPTS && -n $other && $other -gt $MAX_OTHER ]]; then
-            log "other work took ${other}% of the two cores during $run: measuring it again"
+    local run=$test.$server.$rep${RUN_TAG:-}
+    MEASURED=0
+    with_attempts "$RAW/$run.samples" measure_once "$test" "$server" "$rep" "$@" || return 0
+    MEASURED=1
+    record "$test" "$server" "$rep" "$run" cpu_ticks="$RUN_TICKS" \
+        client_cpu_s="$CLIENT_CPU_S" wall_s="$WALL_S" cores_ticks="$RUN_CORES" \
+        background_pct_before="$BACKGROUND_PCT" attempts="$ATTEMPT"
+}
+
+# Runs "$@" (one attempt of a measurement; it returns 1 when its server did not start) again,
+# up to --attempts times in all, while other work took more than --max-other of the two cores
+# during the window of samples file $1. Sets ATTEMPT to the attempts made; returns 1 when the
+# server did not start.
+with_attempts() {
+    local samples=$1 other name=${1##*/}
+    shift
+    for ATTEMPT in $(seq "$ATTEMPTS"); do
+        "$@" || return 1
+        other=$(interference "$samples")
+        if [[ $ATTEMPT -lt $ATTEMPTS && -n $other && $other -gt $MAX_OTHER ]]; then
+            log "other work took ${other}% of the two cores during ${name%.*}: measuring it again"
             continue
         fi
         break
     done
-    record "$test" "$server" "$rep" "$run" cpu_ticks="$RUN_TICKS" \
-        client_cpu_s="$CLIENT_CPU_S" wall_s="$WALL_S" cores_ticks="$RUN_CORES" \
-        background_pct_before="$BACKGROUND_PCT" attempts="$attempt"
 }
 
 # Percent of the two cores' time (rounded down) that neither the server nor loadgen used during
@@ -417,7 +521,7 @@ interference() {
 measure_once() {
     local test=$1 server=$2 rep=$3
     shift 3
-    local run=$test.$server.$rep
+    local run=$test.$server.$rep${RUN_TAG:-}
     wait_quiet
     if ! start_server "$server" "$RAW/$run.server.log"; then
         record "$test" "$server" "$rep" "$run" failed=1
@@ -557,6 +661,171 @@ test_broadcast() {
     done
 }
 
+# uWS's closed-loop C client (its benchmarks/load_test.c, requesting /echo): CONNS connections,
+# one binary message of BYTES in flight on each; every 4 s it prints "Msg/sec: N", the replies
+# of those 4 s divided by 4. The servers take turns within each round, as in the other tests.
+test_uws_client() {
+    local case conns size rep s
+    for case in ${UWSC_CASES//,/ }; do
+        [[ $case =~ ^[0-9]+x[0-9]+$ ]] || die "bad --uwsc-cases entry $case (want CONNSxBYTES)"
+        conns=${case%x*} size=${case#*x}
+        for rep in $(seq "$REPS"); do
+            for s in "${SERVER_LIST[@]}"; do
+                log "echo $conns x $size B with uWS's client: $s (round $rep/$REPS)"
+                measure_uwsc "uwsclient_$case" "$s" "$rep" "$conns" "$size"
+            done
+        done
+    done
+}
+
+# One uws-client measurement, repeated (up to --attempts in all) when other work took more than
+# --max-other of the two cores during its samples.
+measure_uwsc() {
+    local test=$1 server=$2 rep=$3 conns=$4 size=$5
+    local run=$test.$server.$rep
+    if ! with_attempts "$RAW/$run.csamples" uwsc_once "$run" "$server" "$conns" "$size"; then
+        record "$test" "$server" "$rep" "$run" failed=1
+        return 0
+    fi
+    record "$test" "$server" "$rep" "$run" clean="$UWSC_CLEAN" conns="$conns" size="$size" \
+        background_pct_before="$BACKGROUND_PCT" attempts="$ATTEMPT"
+}
+
+# Runs uWS's client against a fresh server until it has printed UWSC_DISCARD + UWSC_SAMPLES
+# Msg/sec lines. From the UWSC_DISCARD-th line on, at each line the runner samples the CPU time of
+# the server and of the client and the busy time of both cores into RAW/<run>.csamples ("time
+# server_ticks client_ticks cores_busy msgs_per_s"): that line only opens the window (the first
+# covers the ramp and part of an interval), the next UWSC_SAMPLES are the samples. Builtins
+# only while the client runs, as in watch_traffic. Sets UWSC_CLEAN to 0 when the client saw a
+# connection close or a wrong byte count, exited early, or printed too few lines.
+uwsc_once() {
+    local run=$1 server=$2 conns=$3 size=$4
+    local out=$RAW/$run.txt samples=$RAW/$run.csamples line partial= n=0 st
+    local need=$((UWSC_DISCARD + UWSC_SAMPLES)) deadline
+    wait_quiet
+    start_server "$server" "$RAW/$run.server.log" || return 1
+    : >"$out"
+    : >"$samples"
+    [[ -p $RAW/.tick ]] || mkfifo "$RAW/.tick"
+    taskset -c "$CLIENT_CPU" "$UWS_BIN/uws-load-test" "$conns" 127.0.0.1 "$PORT" 0 0 "$size" \
+        >"$out" 2>&1 &
+    LOADGEN_PID=$!
+    # The ramp connects one connection after another, well under a second for 500.
+    deadline=$((EPOCHSECONDS + 4 * need + 30))
+    UWSC_CLEAN=1
+    exec 4<"$out" 5<>"$RAW/.tick"
+    while [[ $n -lt $need ]]; do
+        while IFS= read -r line <&4; do
+            line=$partial$line
+            partial=
+            if [[ $line =~ ^Msg/sec:\ ([0-9.]+) ]]; then
+                n=$((n + 1))
+                [[ $n -ge $UWSC_DISCARD ]] || continue
+                cpu_ticks "$SERVER_PID"
+                st=$TICKS
+                cpu_ticks "$LOADGEN_PID"
+                cores_busy
+                echo "$EPOCHREALTIME $st $TICKS $BUSY ${BASH_REMATCH[1]}" >>"$samples"
+            elif [[ $line == Closed!* || $line == ERROR* ]]; then
+                UWSC_CLEAN=0
+            fi
+        done
+        partial+=$line  # a line still being written
+        [[ $n -lt $need ]] || break
+        if ! kill -0 "$LOADGEN_PID" 2>/dev/null; then
+            log "uWS's client exited early in $run (see $out)"
+            UWSC_CLEAN=0
+            break
+        fi
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            log "$server exited during $run (see $RAW/$run.server.log)"
+            UWSC_CLEAN=0
+            break
+        fi
+        if [[ $EPOCHSECONDS -gt $deadline ]]; then
+            log "uWS's client printed $n of $need Msg/sec lines in time in $run (see $out)"
+            UWSC_CLEAN=0
+            break
+        fi
+        read -r -t 0.05 -u 5 _ || true
+    done
+    exec 4<&- 5<&-
+    kill -TERM "$LOADGEN_PID" 2>/dev/null || true
+    wait "$LOADGEN_PID" 2>/dev/null || true
+    LOADGEN_PID=
+    stop_server
+    [[ $n -gt $UWSC_DISCARD ]] || UWSC_CLEAN=0
+    return 0
+}
+
+# bcast-max: for each room size and server, the highest deliveries/s (one publisher, the room's
+# members receiving) with fan-out p99 under BCAST_P99_MS and nothing lost. Rates grow by
+# BCAST_STEP from BCAST_START until a rate fails (BCAST_TRIES runs at it in a row failed), or
+# shrink until one passes, then the gap is bisected until the failing rate is within
+# BCAST_PRECISION of the passing one. Every run uses a fresh server and room. loadgen does not busy-poll here: its CPU share then says whether it,
+# and not the server, is the limit.
+test_bcast_max() {
+    local members rep s lo hi rate n best above try
+    for rep in $(seq "$REPS"); do
+        for members in ${ROOMS//,/ }; do
+            for s in "${SERVER_LIST[@]}"; do
+                [[ $s == ceiling-* ]] && continue  # the ceiling has no rooms
+                lo=0 hi=0 rate=$BCAST_START best=none above= n=0
+                while [[ $n -lt $BCAST_PROBES ]]; do
+                    n=$((n + 1))
+                    for try in $(seq "$BCAST_TRIES"); do
+                        bcast_probe "$members" "$s" "$rep" "$rate" "$n" "$try"
+                        [[ $PROBE_PASS == 0 && $MEASURED == 1 ]] || break
+                    done
+                    if [[ $PROBE_PASS == 1 ]]; then
+                        lo=$rate best=$PROBE_RUN
+                    else
+                        [[ $MEASURED == 1 ]] || break
+                        hi=$rate above=$PROBE_RUN
+                    fi
+                    if [[ $hi == 0 ]]; then
+                        rate=$(awk -v r="$rate" -v f="$BCAST_STEP" 'BEGIN { printf "%d", r * f }')
+                    elif [[ $lo == 0 ]]; then
+                        rate=$(awk -v r="$rate" -v f="$BCAST_STEP" 'BEGIN { printf "%d", r / f }')
+                        [[ $rate -ge $members ]] || break  # less than one publish a second
+                    else
+                        awk -v lo="$lo" -v hi="$hi" -v p="$BCAST_PRECISION" \
+                            'BEGIN { exit !(hi <= lo * (1 + p)) }' && break
+                        rate=$(((lo + hi) / 2))
+                    fi
+                done
+                local failed=" (every rate passed: the limit is higher, raise --bcast-start or --bcast-probes)"
+                [[ $hi == 0 ]] || failed=" (failed at $hi)"
+                log "bcast-max: room of $members, $s: $lo deliveries/s sustained$failed, $n rates tried"
+                record "bcastmax_$members" "$s" "$rep" "$best" max_deliveries="$lo" \
+                    failed_at="$hi" probes="$n" above_run="\"$above\"" p99_limit_ms="$BCAST_P99_MS"
+            done
+        done
+    done
+}
+
+# One bcast-max run at $4 deliveries/s in all, try $6 of rate $5 of a search; sets PROBE_PASS
+# (1: nothing lost, every member connected, p99 under BCAST_P99_MS) and PROBE_RUN.
+bcast_probe() {
+    local members=$1 server=$2 rep=$3 deliveries=$4 n=$5 try=$6 rate note
+    rate=$(awk -v d="$deliveries" -v m="$members" 'BEGIN { printf "%g", d / m }')
+    log "bcast-max: room of $members at $deliveries deliveries/s ($rate publishes/s): $server (rep $rep/$REPS, rate $n, try $try)"
+    RUN_TAG=.p$n.$try
+    PROBE_RUN=bcastprobe_$members.$server.$rep$RUN_TAG
+    URL_PATH=/broadcast/bench measure "bcastprobe_$members" "$server" "$rep" --mode broadcast \
+        --publishers 1 --conns "$members" --size "$BCAST_SIZE" --rate "$rate" \
+        --connect-rate 2500 --duration "${OPEN_DURATION}s" --warmup "${WARMUP}s"
+    RUN_TAG=
+    PROBE_PASS=0
+    if [[ $MEASURED != 1 ]]; then
+        log "  $server did not start"
+        return 0
+    fi
+    note=$(python3 "$ROOT/benches/compare/summarize.py" probe-verdict "$RAW" "$PROBE_RUN" \
+        --p99-ms "$BCAST_P99_MS" --clk-tck "$CLK_TCK") && PROBE_PASS=1
+    log "  $note"
+}
+
 # ---------------------------------------------------------------------------------------------
 
 # The whole run is one function, read before it starts: editing this file during a run is safe.
@@ -579,9 +848,12 @@ main() {
     wants latency && test_latency
     wants idle && test_idle
     wants broadcast && test_broadcast
+    wants uws-client && test_uws_client
+    wants bcast-max && test_bcast_max
 
     variants=()
     for name in "${!VARIANT[@]}"; do variants+=(--variant "$name=${VARIANT[$name]}"); done
+    [[ -z $UWS_WHY ]] && variants+=(--uws-bin "$UWS_BIN")
     python3 "$ROOT/benches/compare/summarize.py" summarize "$RAW" "$OUT" \
         --servers "$(IFS=,; echo "${SERVER_LIST[*]}")" --clk-tck "$CLK_TCK" --started "$started" --git "$git_at_start" \
         --command "benches/compare.sh ${ARGS[*]}" --root "$ROOT" "${variants[@]}"

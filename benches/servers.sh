@@ -1,6 +1,7 @@
 # Sourced by benches/compare.sh and benches/instructions.sh: where the builds are, and how to
 # start each server they measure. Needs ROOT (the repository) and the associative array VARIANT
-# (name -> "BINARY [ARGS...]", corecast-like servers added with --variant).
+# (name -> "BINARY [ARGS...]", corecast-like servers added with --variant); UWS_BIN (optional)
+# is the directory of the uWebSockets peer's uws-echo.
 
 # Cargo resolves a relative CARGO_TARGET_DIR against the directory it runs in; the scripts
 # build from $ROOT, so resolve it there too.
@@ -13,6 +14,7 @@ BIN=$TARGET/release
 server_known() {
     case $1 in
         corecast|tokio-tungstenite|fastwebsockets|node-ws|ceiling-epoll|ceiling-uring) return 0 ;;
+        uws) return 0 ;;  # built outside the repository, found through UWS_BIN
         *) [[ -n ${VARIANT[$1]:-} ]] ;;
     esac
 }
@@ -25,6 +27,7 @@ server_cmd() {
         tokio-tungstenite) printf '%s\n' "$PEERS_TARGET/release/peer-tokio-tungstenite" --listen "$addr" ;;
         fastwebsockets) printf '%s\n' "$PEERS_TARGET/release/peer-fastwebsockets" --listen "$addr" ;;
         node-ws) printf '%s\n' node "$ROOT/benches/peers/node-ws/server.js" --listen "$addr" ;;
+        uws) printf '%s\n' "${UWS_BIN:?the uws server needs UWS_BIN (benches/peers/README.md)}/uws-echo" --listen "$addr" ;;
         ceiling-epoll|ceiling-uring)
             printf '%s\n' "$PEERS_TARGET/release/peer-ceiling" --listen "$addr" --io "${name#ceiling-}" ;;
         *)

@@ -1,4 +1,4 @@
-//! Idle connections release tungstenite's state (`Phase::Idle`) and come back from it intact.
+//! Silent connections hold no tungstenite state (`Phase::Ready`), rest, and come back intact.
 
 mod common;
 

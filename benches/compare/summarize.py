@@ -3,10 +3,14 @@
 
     summarize.py summarize RAW OUT --servers a,b,c --clk-tck 100 [--started T] [--command C]
     summarize.py half-slowest-peak RAW TEST     half the lowest median msgs/s of TEST, or nothing
+    summarize.py probe-verdict RAW RUN --p99-ms MS --clk-tck 100
+                                                whether a bcast-max run passed (exit 0) or not
+                                                (exit 1), and a line saying why
 
 RAW holds runs.jsonl (one line per measurement: test, server, rep, run, and what the runner read
-from /proc) and loadgen's JSON report of each run (RAW/<run>.json). Every figure is the median of
-the repetitions; ratios are a server's median divided by the baseline's (the first server).
+from /proc) and loadgen's JSON report of each run (RAW/<run>.json), or for the uws-client test
+the samples the runner took at each of uWS's client's Msg/sec lines (RAW/<run>.csamples).
+Every figure is the median of the repetitions; ratios are a server's median divided by the baseline's (the first server).
 With two or more repetitions the table also gives the range of the per-repetition ratios (the
 servers take turns within a repetition, so each pair met the same phase of the machine), and
 prints the ratio in bold when every repetition puts the server on the same side of the
@@ -40,6 +44,7 @@ def load_runs(raw):
                 with open(report) as rf:
                     r["report"] = json.load(rf)
             r["window"] = traffic_window(os.path.join(raw, r["run"] + ".samples"))
+            r["csamples"] = client_samples(os.path.join(raw, r["run"] + ".csamples"))
             r["syscalls"] = syscall_counts(os.path.join(raw, r["run"] + ".syscalls"))
             runs.append(r)
     return runs
@@ -78,9 +83,9 @@ def per_message_syscalls(group):
     return extract
 
 
-def traffic_window(path):
-    """Differences between the first and last sample the runner took at loadgen's progress
-    lines during the traffic phase (see watch_traffic in compare.sh), or None."""
+def read_samples(path):
+    """The runner's samples file: one row a line, "time server_ticks client_ticks cores_busy
+    N" (N: messages received so far, or uWS's client's Msg/sec), or None without the file."""
     if not os.path.exists(path):
         return None
     rows = []
@@ -88,13 +93,67 @@ def traffic_window(path):
         for line in f:
             parts = line.split()
             if len(parts) == 5:
-                rows.append([float(parts[0])] + [int(p) for p in parts[1:]])
-    if len(rows) < 2:
+                rows.append([float(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]), float(parts[4])])
+    return rows
+
+
+def traffic_window(path):
+    """Differences between the first and last sample the runner took at loadgen's progress
+    lines during the traffic phase (see watch_traffic in compare.sh), or None."""
+    rows = read_samples(path)
+    if not rows or len(rows) < 2:
         return None
     a, b = rows[0], rows[-1]
     w = {"seconds": b[0] - a[0], "server_ticks": b[1] - a[1], "client_ticks": b[2] - a[2],
-         "cores_ticks": b[3] - a[3], "received": b[4] - a[4]}
+         "cores_ticks": b[3] - a[3], "received": int(b[4] - a[4])}
     return w if w["seconds"] > 0 and w["received"] > 0 else None
+
+
+# uWS's load_test prints "Msg/sec: N" every LIBUS_TIMEOUT_GRANULARITY (4) seconds, N being the
+# replies of those seconds divided by 4.
+UWSC_INTERVAL_S = 4
+
+
+def client_samples(path):
+    """The intervals between consecutive Msg/sec lines of uWS's client (compare.sh's uwsc_once):
+    one dict per line after the first (which only opens the window), or None."""
+    rows = read_samples(path) or []
+    out = []
+    for a, b in zip(rows, rows[1:]):
+        out.append({"seconds": b[0] - a[0], "server_ticks": b[1] - a[1], "client_ticks": b[2] - a[2],
+                    "cores_ticks": b[3] - a[3], "msgs_per_s": b[4], "messages": b[4] * UWSC_INTERVAL_S})
+    return out or None
+
+
+def csamples_total(run):
+    """The uws-client samples of a run summed, or None."""
+    cs = run.get("csamples")
+    if not cs:
+        return None
+    total = {k: sum(c[k] for c in cs) for k in ("seconds", "server_ticks", "client_ticks", "cores_ticks", "messages")}
+    return total if total["seconds"] > 0 and total["messages"] > 0 else None
+
+
+def uwsc_rate(run):
+    """Median of the run's 4-second Msg/sec samples."""
+    cs = run.get("csamples")
+    return statistics.median(c["msgs_per_s"] for c in cs) if cs else None
+
+
+def uwsc_cpu_us(clk_tck):
+    """Server CPU µs per message over the samples: CPU ticks / messages replied."""
+    def extract(run):
+        t = csamples_total(run)
+        return t["server_ticks"] * 1e6 / clk_tck / t["messages"] if t else None
+    return extract
+
+
+def uwsc_busy(key, clk_tck):
+    """Share of one core the server (key server_ticks) or the client (client_ticks) used."""
+    def extract(run):
+        t = csamples_total(run)
+        return t[key] / clk_tck / t["seconds"] if t else None
+    return extract
 
 
 def cpu_us(run, clk_tck):
@@ -136,7 +195,7 @@ def client_busy(run, clk_tck):
 def interference(run, clk_tck):
     """Share of the two measured cores (of 2 cores' worth of time) used by anything other than
     the server and loadgen during the run: other people's work on a shared machine."""
-    w = run.get("window")
+    w = run.get("window") or csamples_total(run)
     if w:
         other = (w["cores_ticks"] - w["server_ticks"] - w["client_ticks"]) / clk_tck
         return max(0.0, other) / (2 * w["seconds"])
@@ -204,11 +263,18 @@ FORMATS = {"rate": fmt_rate, "us": fmt_us, "bytes": fmt_bytes, "cpu": fmt_cpu, "
 
 
 class Metric:
-    """One row of the table: how to read a value out of one run."""
+    """One row of the table: how to read a value out of one run. `aside` (name, extract) is a
+    share of a core printed beside the figure (the client's, for throughput); `flag` marks the
+    figure when the aside reaches it; `needs_report` is False for runs without a loadgen
+    report (the uws-client test)."""
 
-    def __init__(self, test, key, label, unit, fmt, better, extract, headline=True):
+    def __init__(self, test, key, label, unit, fmt, better, extract, headline=True,
+                 aside=None, flag=None, needs_report=True, lower_bound=None):
         self.test, self.key, self.label, self.unit = test, key, label, unit
         self.fmt, self.better, self.extract, self.headline = fmt, better, extract, headline
+        self.aside, self.flag, self.needs_report = aside, flag, needs_report
+        # run -> True when the run's figure is only a lower bound (printed "≥").
+        self.lower_bound = lower_bound
 
     @property
     def id(self):
@@ -218,6 +284,8 @@ class Metric:
 def metrics_for(tests, runs, clk_tck):
     """The metrics of the tests present in this run, in table order."""
     ms = []
+    # A bcast-max search's single runs are its trail (results.json), not rows of their own.
+    tests = [t for t in tests if not t.startswith("bcastprobe_")]
     rate_of = lambda r: r["report"] and r["report"]["rate"]["received"]
     lat = lambda q: (lambda r: r["report"] and r["report"]["latency_us"][q])
     pm = lambda r: per_message(r, clk_tck)
@@ -257,6 +325,29 @@ def metrics_for(tests, runs, clk_tck):
                          "", "pct", "none", lambda r: busy(r, clk_tck), headline=False))
         ms.append(Metric(t, "client_busy", f"loadgen core busy, {echo_name(t)} (CPU s / wall s)",
                          "", "pct", "none", lambda r: client_busy(r, clk_tck), headline=False))
+    def uwsc_case(t):
+        conns, size = t[len("uwsclient_"):].split("x")
+        return int(conns), int(size)
+
+    uwscs = sorted((t for t in tests if t.startswith("uwsclient_")),
+                   key=lambda t: (uwsc_case(t)[1], uwsc_case(t)[0]))
+    client = ("client", uwsc_busy("client_ticks", clk_tck))
+    for t in uwscs:
+        conns, size = uwsc_case(t)
+        ms.append(Metric(t, "msgs_per_s", f"Echo throughput, uWS's client, {conns} conns × {fmt_bytes(size)}",
+                         "msg/s", "rate", "higher", uwsc_rate, aside=client, flag=LOADGEN_LIMIT,
+                         needs_report=False))
+    for t in uwscs:
+        conns, size = uwsc_case(t)
+        ms.append(Metric(t, "cpu_us_per_msg", f"Server CPU per msg, uWS's client, {conns} × {fmt_bytes(size)}",
+                         "µs", "cpu", "lower", uwsc_cpu_us(clk_tck), needs_report=False))
+    for t in uwscs:
+        conns, size = uwsc_case(t)
+        ms.append(Metric(t, "server_busy", f"Server core busy, uWS's client, {conns} × {fmt_bytes(size)}",
+                         "", "pct", "none", uwsc_busy("server_ticks", clk_tck), headline=False,
+                         needs_report=False))
+        ms.append(Metric(t, "client_busy", f"uWS's client core busy, {conns} × {fmt_bytes(size)}",
+                         "", "pct", "none", client[1], headline=False, needs_report=False))
     if "cpu" in tests:
         ms.append(Metric("cpu", "cpu_us_per_msg",
                          f"Server CPU per echoed msg at {offered('cpu')} (100 × 512 B)",
@@ -313,6 +404,23 @@ def metrics_for(tests, runs, clk_tck):
                          "µs", "cpu", "lower", pm))
         ms.append(Metric(t, "client_busy", f"Broadcast, {room}: loadgen core busy",
                          "", "pct", "none", lambda r: client_busy(r, clk_tck), headline=False))
+    for t in sorted((t for t in tests if t.startswith("bcastmax_")), key=lambda t: int(t[len("bcastmax_"):])):
+        members = int(t[len("bcastmax_"):])
+        limit = max((r.get("p99_limit_ms", 0) for r in runs if r["test"] == t), default=0)
+        at = f"room of {members:,}, at the highest rate"
+        ms.append(Metric(t, "max_deliveries_per_s",
+                         f"Broadcast, room of {members:,}: highest deliveries/s with p99 < {limit:g} ms and 0 lost",
+                         "deliveries/s", "rate", "higher", lambda r: r.get("max_deliveries"),
+                         aside=("loadgen", lambda r: client_busy(r, clk_tck) if r["report"] else None),
+                         flag=LOADGEN_LIMIT, needs_report=False,
+                         # every rate tried passed: the search stopped at --bcast-probes
+                         lower_bound=lambda r: r.get("failed_at") == 0 and r.get("max_deliveries", 0) > 0))
+        ms.append(Metric(t, "p99", f"Broadcast, {at}: fan-out latency p99",
+                         "µs", "us", "lower", lat("p99"), headline=False))
+        ms.append(Metric(t, "cpu_us_per_delivery", f"Broadcast, {at}: server CPU per delivery",
+                         "µs", "cpu", "lower", pm))
+        ms.append(Metric(t, "client_busy", f"Broadcast, {at}: loadgen core busy",
+                         "", "pct", "none", lambda r: client_busy(r, clk_tck), headline=False))
     if any(r.get("syscalls") for r in runs):
         for t in tests:
             if t == "idle":
@@ -324,12 +432,24 @@ def metrics_for(tests, runs, clk_tck):
         if t == "idle":
             continue
         ms.append(Metric(t, "interference", f"{t}: other work on the two measured cores",
-                         "", "pct", "none", lambda r: interference(r, clk_tck), headline=False))
+                         "", "pct", "none", lambda r: interference(r, clk_tck), headline=False,
+                         needs_report=not t.startswith("uwsclient_")))
     return ms
 
 
 def run_ok(r):
-    return bool(r["report"]) and r["report"]["ok"] and not r.get("failed")
+    if r.get("failed"):
+        return False
+    if "clean" in r:  # uws-client runs: no loadgen report
+        return r["clean"] == 1 and bool(r.get("csamples"))
+    if r["test"].startswith("bcastmax_"):  # the passing run of a search, if any
+        return r.get("max_deliveries", 0) > 0
+    return bool(r["report"]) and r["report"]["ok"]
+
+
+# A client (uWS's, or loadgen in a bcast-max run) at or above this share of its core may be what
+# limited the figure.
+LOADGEN_LIMIT = 0.9
 
 
 def summarize(args):
@@ -345,19 +465,27 @@ def summarize(args):
             rs = sorted((r for r in runs if r["test"] == m.test and r["server"] == s), key=lambda r: r["rep"])
             if not rs:
                 continue
-            vals = []
-            for r in rs:
-                try:
-                    v = m.extract(r) if r["report"] else None
-                except (KeyError, TypeError, ZeroDivisionError):
-                    v = None
-                vals.append(v)
+            vals = [safe(m.extract, r) if r["report"] or not m.needs_report else None for r in rs]
             good = [v for v in vals if v is not None]
             values[s] = {
                 "median": statistics.median(good) if good else None,
                 "runs": vals,
                 "clean": all(run_ok(r) for r in rs),
             }
+            if m.lower_bound and any(m.lower_bound(r) for r in rs):
+                values[s]["lower_bound"] = True
+            if m.aside:
+                asides = [safe(m.aside[1], r) for r in rs]
+                values[s]["aside"] = {
+                    "name": m.aside[0],
+                    "median": median_or_none(asides),
+                    "runs": asides,
+                    # Flagged when any repetition reached the limit, at the rate found or at
+                    # the first rate that failed (a bcast-max search's above_run).
+                    "flagged": bool(m.flag) and any(
+                        a is not None and a >= m.flag
+                        for a in asides + [safe(m.aside[1], above) for above in above_runs(rs, runs)]),
+                }
         b = values.get(base, {}).get("median")
         ratios = {
             s: (v["median"] / b if b and v["median"] is not None else None) for s, v in values.items()
@@ -367,6 +495,12 @@ def summarize(args):
             "format": m.fmt, "better": m.better, "headline": m.headline,
             "values": values, "ratio_to_baseline": ratios,
         })
+
+    trail = bcast_trail(runs, args.clk_tck)
+    if trail:
+        results_extra = {"bcast_max_trail": trail}
+    else:
+        results_extra = {}
 
     def sh(cmd):
         try:
@@ -395,7 +529,9 @@ def summarize(args):
         "baseline": base,
         "variants": dict(v.split("=", 1) for v in args.variant),
         "clk_tck": args.clk_tck,
+        "uws": uws_info(args.uws_bin),
         "metrics": out_metrics,
+        **results_extra,
     }
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
@@ -405,6 +541,86 @@ def summarize(args):
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(table)
     print(table, end="")
+
+
+def safe(extract, run):
+    try:
+        return extract(run)
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+
+
+def median_or_none(vals):
+    good = [v for v in vals if v is not None]
+    return statistics.median(good) if good else None
+
+
+def above_runs(rs, runs):
+    """The first failing runs of the bcast-max searches among rs (their above_run)."""
+    names = {r.get("above_run") for r in rs if r.get("above_run")}
+    return [r for r in runs if r["run"] in names]
+
+
+def uws_info(uws_bin):
+    """Where the uWebSockets binaries came from (their SOURCE file), or None."""
+    if not uws_bin:
+        return None
+    info = {"bin": uws_bin}
+    try:
+        with open(os.path.join(uws_bin, "SOURCE")) as f:
+            info["source"] = f.read().strip().splitlines()
+    except OSError:
+        pass
+    return info
+
+
+def probe_verdict(report, window, p99_limit_ms, clk_tck):
+    """(passed, why) for one bcast-max run: every member connected, nothing lost, unsent,
+    duplicated, reordered or corrupt, and fan-out p99 under the limit."""
+    if report is None:
+        return False, "no loadgen report"
+    why = []
+    conns = report["connections"]
+    if conns["established"] < report["conns"] or conns["failed_total"]:
+        why.append(f"{conns['established']:,} of {report['conns']:,} members connected")
+    m = report["messages"]
+    for k in ("lost", "unsent", "duplicates", "out_of_order", "corrupt"):
+        if m.get(k):
+            why.append(f"{m[k]:,} {k.replace('_', ' ')}")
+    if not report["ok"] and not why:
+        why.append("loadgen says not ok")
+    p99 = report["latency_us"]["p99"]
+    if p99 is None or p99 >= p99_limit_ms * 1000:
+        why.append(f"p99 {fmt_us(p99)} ≥ {p99_limit_ms:g} ms")
+    offered = (report["rate"]["offered"] or 0) * report["conns"]
+    busy = (window["client_ticks"] / clk_tck / window["seconds"]) if window else None
+    facts = (f"offered {fmt_rate(offered)} deliveries, received {fmt_rate(report['rate']['received'])}, "
+             f"p99 {fmt_us(p99)}, loadgen {fmt_pct(busy)} of its core")
+    if why:
+        return False, "fails: " + "; ".join(why) + f" ({facts})"
+    return True, "passes: " + facts
+
+
+def bcast_trail(runs, clk_tck):
+    """Every run of the bcast-max searches, in order: server, room, rate, verdict."""
+    trail = []
+    for r in runs:
+        if not r["test"].startswith("bcastprobe_"):
+            continue
+        rep = r["report"]
+        limit = next((x.get("p99_limit_ms") for x in runs if x["test"] == "bcastmax_" + r["test"][len("bcastprobe_"):]
+                      and x["server"] == r["server"] and x["rep"] == r["rep"]), 100)
+        ok, why = probe_verdict(rep, r.get("window"), limit, clk_tck)
+        trail.append({
+            "server": r["server"], "members": int(r["test"][len("bcastprobe_"):]), "rep": r["rep"],
+            "run": r["run"],
+            "deliveries_offered": rep and (rep["rate"]["offered"] or 0) * rep["conns"],
+            "passed": ok, "verdict": why,
+            "p99_us": rep and rep["latency_us"]["p99"],
+            "lost": rep and rep["messages"]["lost"],
+            "loadgen_busy": client_busy(r, clk_tck) if rep else None,
+        })
+    return trail
 
 
 def paired_ratios(values, server, base):
@@ -431,6 +647,7 @@ def fmt_ratio_cell(r, paired):
 def render_table(results, headline_only=False):
     servers = results["servers"]
     base = results["baseline"]
+    flagged = bounded = False
     lines = [
         "| measurement | " + " | ".join(servers) + " |",
         "|---|" + "---:|" * len(servers),
@@ -446,9 +663,18 @@ def render_table(results, headline_only=False):
                 cells.append("")
                 continue
             text = fmt(v["median"])
+            if v.get("lower_bound"):
+                text = "≥ " + text
+                bounded = True
             r = m["ratio_to_baseline"].get(s)
             if s != base and r is not None and m["better"] != "none":
                 text += fmt_ratio_cell(r, paired_ratios(m["values"], s, base))
+            aside = v.get("aside")
+            if aside and aside["median"] is not None:
+                text += f" · {aside['name']} {fmt_pct(aside['median'])}"
+                if aside.get("flagged"):
+                    text += " ‡"
+                    flagged = True
             if not v["clean"]:
                 text += " †"
             cells.append(text)
@@ -458,6 +684,19 @@ def render_table(results, headline_only=False):
                  f"by {base}'s; (n×; lo–hi) = also the range of that ratio repetition by repetition, "
                  f"**n×** when every repetition is on the same side of {base}; † = at least one "
                  "repetition lost messages or connections (see raw/).")
+    if any(v.get("aside") for m in results["metrics"] for v in m["values"].values()):
+        lines.append("")
+        lines.append("· client / · loadgen n% = the share of its core the client used meanwhile "
+                     "(median): a figure measures the server only while that is well below 100%.")
+    if bounded:
+        lines.append("")
+        lines.append("≥ = every rate the search tried passed (it stopped at --bcast-probes): the "
+                     "limit is higher; start higher (--bcast-start) or allow more rates.")
+    if flagged:
+        lines.append("")
+        lines.append(f"‡ = the client used {LOADGEN_LIMIT:.0%} or more of its core in a repetition (in "
+                     "bcast-max: at the rate found or at the first rate that failed): the client may "
+                     "be the limit there, not the server.")
     return "\n".join(lines) + "\n"
 
 
@@ -494,9 +733,15 @@ def main():
     s.add_argument("--command")
     s.add_argument("--root", default=".")
     s.add_argument("--variant", action="append", default=[])
+    s.add_argument("--uws-bin", help="where the uWebSockets binaries were (their SOURCE file)")
     h = sub.add_parser("half-slowest-peak")
     h.add_argument("raw")
     h.add_argument("test")
+    v = sub.add_parser("probe-verdict", help="whether one bcast-max run passed")
+    v.add_argument("raw")
+    v.add_argument("run")
+    v.add_argument("--p99-ms", type=float, required=True)
+    v.add_argument("--clk-tck", type=int, required=True)
     t = sub.add_parser("table", help="print the table of an existing results.json")
     t.add_argument("results")
     t.add_argument("--headline", action="store_true", help="only the headline rows")
@@ -504,6 +749,16 @@ def main():
     if args.cmd == "summarize":
         summarize(args)
         return 0
+    if args.cmd == "probe-verdict":
+        report = None
+        path = os.path.join(args.raw, args.run + ".json")
+        if os.path.exists(path):
+            with open(path) as f:
+                report = json.load(f)
+        window = traffic_window(os.path.join(args.raw, args.run + ".samples"))
+        ok, why = probe_verdict(report, window, args.p99_ms, args.clk_tck)
+        print(why)
+        return 0 if ok else 1
     if args.cmd == "table":
         with open(args.results) as f:
             print(render_table(json.load(f), args.headline), end="")

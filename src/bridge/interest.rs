@@ -1,9 +1,12 @@
 //! The rooms this instance has members in: what the subscriber keeps subscribed on Redis.
 //!
 //! Each worker reports when a room gains its first member there or loses its last (`Rooms`
-//! knows), so a room's count is the number of workers holding a member of it. It is touched on
-//! those changes only, never per message, and never while a lock holder waits on Redis: the
-//! subscriber takes a copy of the set when it has changed and works from that.
+//! knows), so for each room it knows which workers hold a member. Workers touch it on those
+//! changes only, never per message. The subscriber takes a copy of the room set when it has
+//! changed and subscribes from that, never holding the lock while it waits on Redis; for each
+//! frame it hears it asks which workers to hand it to (`for_each_worker`), so a worker with no
+//! member of the room is not woken for it, and a worker's first member is served from the
+//! moment it joins, not from the subscriber's next look.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -15,32 +18,42 @@ pub struct Interest {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Room → workers with a member in it; rooms at zero are removed.
-    rooms: HashMap<Arc<str>, usize>,
+    /// Room → the workers with a member in it (a handful at most, in no order); rooms with
+    /// none are removed.
+    rooms: HashMap<Arc<str>, Vec<usize>>,
     /// Bumped on every change, so the subscriber copies the set only when it moved.
     version: u64,
 }
 
 impl Interest {
-    /// A worker has its first member of `room`.
-    pub fn opened(&self, room: &Arc<str>) {
+    /// `worker` has its first member of `room`.
+    pub fn opened(&self, room: &Arc<str>, worker: usize) {
         let mut state = self.lock();
-        *state.rooms.entry(room.clone()).or_insert(0) += 1;
+        state.rooms.entry(room.clone()).or_default().push(worker);
         state.version += 1;
     }
 
-    /// A worker has lost its last member of `room`.
-    pub fn emptied(&self, room: &Arc<str>) {
+    /// `worker` has lost its last member of `room`.
+    pub fn emptied(&self, room: &Arc<str>, worker: usize) {
         let mut state = self.lock();
-        let Some(count) = state.rooms.get_mut(room) else {
+        let Some(workers) = state.rooms.get_mut(room) else {
             debug_assert!(false, "{room} emptied on a worker that never opened it");
             return;
         };
-        *count -= 1;
-        if *count == 0 {
+        workers.retain(|&w| w != worker);
+        if workers.is_empty() {
             state.rooms.remove(room);
         }
         state.version += 1;
+    }
+
+    /// Calls `hand` with each worker that has a member of `room`. The lock is held meanwhile:
+    /// `hand` must not block (a `try_send` and a wake-up are what it is for).
+    pub fn for_each_worker(&self, room: &str, mut hand: impl FnMut(usize)) {
+        let state = self.lock();
+        for &worker in state.rooms.get(room).into_iter().flatten() {
+            hand(worker);
+        }
     }
 
     /// The rooms wanted now, if the set changed since version `seen` (`None`: never looked);
@@ -78,21 +91,41 @@ mod tests {
         let mut seen = None;
         assert_eq!(interest.changed_since(&mut seen), Some(vec![]));
         assert_eq!(interest.changed_since(&mut seen), None, "nothing moved");
-        interest.opened(&a); // worker 0
-        interest.opened(&a); // worker 1
-        interest.opened(&b);
+        interest.opened(&a, 0);
+        interest.opened(&a, 1);
+        interest.opened(&b, 1);
         assert_eq!(
             sorted(interest.changed_since(&mut seen).unwrap()),
             ["a", "b"]
         );
-        interest.emptied(&a); // worker 0 only: worker 1 still has a member
+        interest.emptied(&a, 0); // worker 1 still has a member
         assert_eq!(
             sorted(interest.changed_since(&mut seen).unwrap()),
             ["a", "b"]
         );
-        interest.emptied(&a);
-        interest.emptied(&b);
-        interest.opened(&b);
+        interest.emptied(&a, 1);
+        interest.emptied(&b, 1);
+        interest.opened(&b, 2);
         assert_eq!(sorted(interest.changed_since(&mut seen).unwrap()), ["b"]);
+    }
+
+    #[test]
+    fn frames_go_only_to_workers_with_a_member() {
+        let interest = Interest::default();
+        let room: Arc<str> = Arc::from("r");
+        let workers = |interest: &Interest| {
+            let mut got = Vec::new();
+            interest.for_each_worker("r", |w| got.push(w));
+            got.sort();
+            got
+        };
+        assert_eq!(workers(&interest), Vec::<usize>::new());
+        interest.opened(&room, 3);
+        interest.opened(&room, 1);
+        assert_eq!(workers(&interest), [1, 3]);
+        interest.emptied(&room, 3);
+        assert_eq!(workers(&interest), [1]);
+        interest.emptied(&room, 1);
+        assert_eq!(workers(&interest), Vec::<usize>::new());
     }
 }

@@ -39,6 +39,8 @@ pub struct Batch {
 }
 
 pub struct Link {
+    /// The worker this link serves (its index among the mailboxes).
+    worker: usize,
     shared: Arc<Shared>,
     to_publisher: Sender<Batch>,
     /// This pass's publishes, in order.
@@ -46,8 +48,9 @@ pub struct Link {
 }
 
 impl Link {
-    pub(super) fn new(shared: Arc<Shared>, to_publisher: Sender<Batch>) -> Link {
+    pub(super) fn new(worker: usize, shared: Arc<Shared>, to_publisher: Sender<Batch>) -> Link {
         Link {
+            worker,
             shared,
             to_publisher,
             pending: Vec::new(),
@@ -87,11 +90,11 @@ impl Remote for Link {
     }
 
     fn room_opened(&mut self, room: &Arc<str>) {
-        self.shared.interest.opened(room);
+        self.shared.interest.opened(room, self.worker);
     }
 
     fn room_emptied(&mut self, room: &Arc<str>) {
-        self.shared.interest.emptied(room);
+        self.shared.interest.emptied(room, self.worker);
     }
 
     fn end_pass(&mut self) {
@@ -140,7 +143,7 @@ mod tests {
         .cost();
         let shared = Arc::new(Shared::new(3 * one));
         let (tx, rx) = crossbeam_channel::unbounded();
-        let mut link = Link::new(shared.clone(), tx);
+        let mut link = Link::new(0, shared.clone(), tx);
         for _ in 0..2 {
             link.publish(&room, &frame(1000));
         }
@@ -175,7 +178,7 @@ mod tests {
     fn a_quiet_pass_sends_nothing() {
         let shared = Arc::new(Shared::new(1 << 20));
         let (tx, rx) = crossbeam_channel::unbounded();
-        let mut link = Link::new(shared, tx);
+        let mut link = Link::new(0, shared, tx);
         link.end_pass();
         assert!(rx.try_recv().is_err());
     }

@@ -120,9 +120,8 @@ impl Bridge {
         let origin = Origin::random();
         let stop = Arc::new(AtomicBool::new(false));
         let (to_publisher, queue) = crossbeam_channel::unbounded();
-        let links = mailboxes
-            .iter()
-            .map(|_| Link::new(shared.clone(), to_publisher.clone()))
+        let links = (0..mailboxes.len())
+            .map(|worker| Link::new(worker, shared.clone(), to_publisher.clone()))
             .collect();
         drop(to_publisher);
         let mut bridge = Bridge {

@@ -57,7 +57,7 @@ impl Deliverer {
         format!("{}{room}", self.prefix)
     }
 
-    /// Hands one message heard on `channel` to every worker.
+    /// Hands one message heard on `channel` to every worker with a member of its room.
     fn hand_over(&self, channel: &[u8], payload: &[u8], subscribed: &HashSet<Arc<str>>) {
         let meters = &self.shared.meters;
         let room = std::str::from_utf8(channel)
@@ -79,7 +79,10 @@ impl Deliverer {
             }
         };
         meters.received.fetch_add(1, Ordering::Relaxed);
-        for mailbox in &self.mailboxes {
+        self.shared.interest.for_each_worker(room, |worker| {
+            let Some(mailbox) = self.mailboxes.get(worker) else {
+                return;
+            };
             let envelope = Envelope::Deliver {
                 room: room.clone(),
                 frame: frame.clone(),
@@ -93,7 +96,7 @@ impl Deliverer {
                 }
                 Err(TrySendError::Disconnected(_)) => {}
             }
-        }
+        });
     }
 }
 
@@ -501,6 +504,38 @@ mod tests {
 
     fn seed() -> redis::ConnectionInfo {
         redis::IntoConnectionInfo::into_connection_info("redis://10.0.0.9:7000").unwrap()
+    }
+
+    #[test]
+    fn a_frame_from_another_instance_goes_only_to_workers_with_a_member() {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let (mailboxes, inboxes): (Vec<Mailbox>, Vec<_>) = (0..3)
+            .map(|_| {
+                let (tx, rx) = crossbeam_channel::bounded(8);
+                let waker = waker.clone();
+                (Mailbox { tx, waker }, rx)
+            })
+            .unzip();
+        let deliverer = Deliverer {
+            shared: Arc::new(Shared::new(1 << 20)),
+            origin: Origin::random(),
+            prefix: "p:".into(),
+            mailboxes,
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let room: Arc<str> = Arc::from("lobby");
+        deliverer.shared.interest.opened(&room, 2);
+        let subscribed = HashSet::from([room.clone()]);
+        let payload = wire::encode(&Origin::random(), b"frame");
+        deliverer.hand_over(b"p:lobby", &payload, &subscribed);
+        let heard: Vec<usize> = inboxes.iter().map(|rx| rx.len()).collect();
+        assert_eq!(heard, [0, 0, 1], "only worker 2 has a member");
+        // A member joins on worker 0: served from the next frame on, with no resubscription.
+        deliverer.shared.interest.opened(&room, 0);
+        deliverer.hand_over(b"p:lobby", &payload, &subscribed);
+        let heard: Vec<usize> = inboxes.iter().map(|rx| rx.len()).collect();
+        assert_eq!(heard, [1, 0, 2]);
     }
 
     #[test]

@@ -2,21 +2,30 @@
 //! the byte stream and outbound queue under it.
 //!
 //! ```text
-//!            101                silent, nothing buffered
-//!   Http ──────────▶ Open ◀──────────────────────────────▶ Idle
-//!    │                │        next input (or our close)     │
-//!    │                │ close handshake / protocol error     │
-//!    │                ▼                                      │
-//!    └─ other ──▶ Draining ──▶ dropped ◀── EOF, reset ───────┘
-//!       answers
+//!            101          any other frame, a partial frame, our close
+//!   Http ──────────▶ Ready ──────────────────────────────────▶ Open
+//!    │                 │   ◀──────────────────────────────────  │
+//!    │                 │       tungstenite holds nothing again   │ close handshake,
+//!    │                 │                                         │ protocol error
+//!    └─ other ─────────┼──────────────▶ Draining ◀───────────────┘
+//!       answers        └─ EOF, reset ──▶ dropped ◀── FIN seen / deadline
 //! ```
 //! * `Http`: reading the request head (bounded, with a deadline).
-//! * `Open`: a tungstenite `WebSocket` over our `Stream`. Server-initiated closes (idle,
-//!   shutdown, slow consumer) stay in `Open` with a deadline until the peer answers.
-//! * `Idle`: open, silent, and with nothing inside tungstenite: only the socket and its outbox
-//!   are kept; the next input rebuilds the `WebSocket`.
+//! * `Ready`: open, at a frame boundary, with nothing inside tungstenite: only the socket and
+//!   its outbox are kept. Input is read into the worker's receive buffer, and complete text
+//!   and binary messages (nearly all traffic) are taken from there in place
+//!   (`protocol::inbound`): unmasked, checked and echoed or published without passing through
+//!   per-connection buffers. The first byte of anything else goes to tungstenite, in `Open`.
+//! * `Open`: a tungstenite `WebSocket` over our `Stream`: fragments, control frames, partial
+//!   frames, protocol errors and the close handshake. Once it holds nothing (every frame it was
+//!   given complete and returned) the connection drops it and is `Ready` again.
+//!   Server-initiated closes (idle, shutdown, slow consumer) stay in `Open` with a deadline
+//!   until the peer answers.
 //! * `Draining`: the last bytes (an HTTP answer, a close frame) go out, then FIN; input is read
 //!   and discarded until the peer closes, so our final bytes are not destroyed by a reset.
+//!
+//! A connection that stays silent for `rest_after` also gives back its spare buffer capacity
+//! (`rest`).
 //!
 //! The connection owns its registration with the poller: it knows whether its socket is full,
 //! so it computes its own interest and re-registers itself (READABLE always, WRITABLE only
@@ -27,8 +36,10 @@
 //!
 //! Submodules, bottom up: `socket` (the transport trait), `outbox` (the ordered outbound
 //! queue), `read_skip` (when a tungstenite read can be skipped), `stream` (the `Read + Write`
-//! tungstenite runs over).
+//! tungstenite runs over), `in_place` (reading in `Ready`, echoes written from the receive
+//! buffer).
 
+mod in_place;
 pub(crate) mod outbox;
 mod read_skip;
 pub(crate) mod socket;
@@ -55,8 +66,12 @@ use outbox::Flushed;
 use socket::Socket;
 use stream::{read_message, Stream};
 
-/// Messages read from one connection per call, so one busy peer cannot starve the others.
+/// Messages tungstenite reads from one connection per call, so one busy peer cannot starve the
+/// others (frames taken in place are bounded by the read quota instead).
 const READ_BUDGET: usize = 64;
+/// Size of each worker's receive buffer: one socket read in `Ready`. Larger than any socket
+/// read of small messages, small enough to stay in cache.
+pub(crate) const RECV_BUFFER: usize = 64 * 1024;
 /// Echo payloads up to this size are copied into the coalescing buffer (one write for many small
 /// echoes); larger ones are queued as they came from tungstenite, without a copy, where the
 /// copy would cost more than an extra iovec.
@@ -83,9 +98,15 @@ pub(crate) struct Limits {
     pub handshake_timeout_ms: u64,
     pub idle_timeout_ms: u64,
     pub close_timeout_ms: u64,
-    /// Silence after which an open connection releases its tungstenite state (see
-    /// `Phase::Idle`); 0 never.
+    /// Silence after which an open connection releases its spare buffers (see `rest`); 0
+    /// never.
     pub rest_after_ms: u64,
+    /// Largest message accepted, in bytes.
+    pub max_message: usize,
+    /// Complete messages are taken in place in `Ready` (see `protocol::inbound`). Always on in
+    /// the server; off, tungstenite parses every byte, which is the reference the differential
+    /// test holds the fast path to.
+    pub in_place: bool,
 }
 
 impl Limits {
@@ -109,6 +130,8 @@ impl Limits {
             idle_timeout_ms: config.idle_timeout.as_millis() as u64,
             close_timeout_ms: config.close_timeout.as_millis() as u64,
             rest_after_ms: config.rest_after.as_millis() as u64,
+            max_message: config.max_message_size,
+            in_place: true,
         }
     }
 }
@@ -131,6 +154,9 @@ pub(crate) struct Env {
     /// Writes the stats pages (`/metrics`, `/stats.json`) on this port; `None` when they are
     /// served only on their own listener (then this port answers them 404).
     pub stats_pages: Option<StatsPages>,
+    /// The worker's receive buffer (`RECV_BUFFER` bytes): `Ready` connections read into it and
+    /// parse in place, so no connection keeps a read buffer of its own.
+    pub recv: Vec<u8>,
 }
 
 impl Env {
@@ -202,13 +228,12 @@ pub(crate) enum Delivery {
 enum Phase<S> {
     /// Reading the HTTP request head.
     Http { stream: Stream<S>, buf: Vec<u8> },
-    /// WebSocket traffic (including a close we started and are waiting to see answered).
+    /// An open WebSocket at a frame boundary with nothing buffered: only the socket and its
+    /// outbox. Complete messages are read in place; broadcast frames and pings are queued here.
+    Ready(Stream<S>),
+    /// tungstenite parses: anything but complete text and binary messages, or a close we
+    /// started and are waiting to see answered.
     Open(Box<WebSocket<Stream<S>>>),
-    /// An open WebSocket with nothing buffered (every byte read was a complete frame, no
-    /// fragmented message open) that has been silent for a while: tungstenite's state and
-    /// buffers are dropped and only the socket and its outbox remain. The next input recreates
-    /// them; broadcast frames and pings are queued without them.
-    Idle(Stream<S>),
     /// Final bytes going out. With `linger`, then FIN and wait for the peer's EOF, because
     /// closing a socket with unread input resets it and can destroy our last bytes in flight.
     /// Without (a completed close handshake: the peer sends nothing more), drop once written.
@@ -235,6 +260,8 @@ pub(crate) struct Connection<S = mio::net::TcpStream> {
     read_paused: bool,
     /// On the worker's flush list this pass.
     flush_listed: bool,
+    /// Spare buffers were released during the current silence (see `rest`).
+    rested: bool,
     /// WRITABLE interest is registered (the socket was full at the last flush).
     write_interest: bool,
     /// Its share of the server's capacity; `None` when accepted over capacity (upgrades are
@@ -275,6 +302,7 @@ impl<S: Socket> Connection<S> {
             publishes: false,
             read_paused: false,
             flush_listed: false,
+            rested: false,
             write_interest: false,
             seat,
             accounted: 0,
@@ -295,7 +323,7 @@ impl<S: Socket> Connection<S> {
         match &self.phase {
             Phase::Http { stream, buf } => buf.capacity() + stream.held(),
             Phase::Open(ws) => ws.get_ref().held(),
-            Phase::Idle(stream) | Phase::Draining { stream, .. } => stream.held(),
+            Phase::Ready(stream) | Phase::Draining { stream, .. } => stream.held(),
             Phase::Gone => 0,
         }
     }
@@ -323,7 +351,7 @@ impl<S: Socket> Connection<S> {
                 let can_write = ws.can_write();
                 (ws.into_inner(), can_write)
             }
-            Phase::Idle(stream) => (stream, true),
+            Phase::Ready(stream) => (stream, true),
             other => {
                 self.phase = other;
                 return false;
@@ -331,7 +359,7 @@ impl<S: Socket> Connection<S> {
         };
         stream.out_mut().discard_droppable();
         if stream.out().owned() > SHED_KEEP_OUTPUT {
-            self.phase = Phase::Idle(stream);
+            self.phase = Phase::Ready(stream);
             return false;
         }
         if can_write {
@@ -347,7 +375,7 @@ impl<S: Socket> Connection<S> {
 
     fn stream_mut(&mut self) -> Option<&mut Stream<S>> {
         match &mut self.phase {
-            Phase::Http { stream, .. } | Phase::Draining { stream, .. } | Phase::Idle(stream) => {
+            Phase::Http { stream, .. } | Phase::Draining { stream, .. } | Phase::Ready(stream) => {
                 Some(stream)
             }
             Phase::Open(ws) => Some(ws.get_mut()),
@@ -363,7 +391,7 @@ impl<S: Socket> Connection<S> {
     /// the worker counts it as close code 1006, the code a browser reports for it.
     pub fn ends_without_close(&self) -> bool {
         match &self.phase {
-            Phase::Idle(_) => true,
+            Phase::Ready(_) => true,
             Phase::Open(ws) => ws.can_write() && self.deadline == NEVER,
             _ => false,
         }
@@ -377,7 +405,7 @@ impl<S: Socket> Connection<S> {
     fn is_open(&self) -> bool {
         match &self.phase {
             Phase::Open(ws) => ws.can_write(),
-            Phase::Idle(_) => true,
+            Phase::Ready(_) => true,
             _ => false,
         }
     }
@@ -427,18 +455,97 @@ impl<S: Socket> Connection<S> {
         let step = match self.phase {
             Phase::Http { .. } => self.read_http(env),
             Phase::Open(_) => self.read_ws(env),
-            Phase::Idle(_) => {
+            Phase::Ready(_) if env.limits.in_place => self.read_in_place(env),
+            Phase::Ready(_) => {
                 self.wake(&env.limits);
                 self.read_ws(env)
             }
             Phase::Draining { .. } => self.read_discard(),
             Phase::Gone => Step::Close,
         };
+        if env.limits.in_place {
+            self.settle();
+        }
         if self.stream_mut().is_some_and(|s| s.bytes_in() != before) {
             self.last_seen = env.now;
             self.pinged = false;
+            self.rested = false;
         }
         step
+    }
+
+    /// What every text or binary message comes to, however it was read: echoed to its sender
+    /// or published to the room. `shared` is the payload as a buffer of its own when it has
+    /// one (from tungstenite), so a large echo can be queued without a copy.
+    fn on_message(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        shared: Option<&Bytes>,
+        env: &mut Env,
+    ) {
+        self.count_in(payload, env);
+        if !self.is_open() {
+            return; // we are closing: messages still in flight are dropped
+        }
+        if self.publishes {
+            let frame = frame::encode(opcode, payload);
+            // The sender's own copy is queued here, in order with whatever this read does
+            // next (a close for a protocol error right behind it, say), through the same
+            // path as every other member's; the worker delivers to the rest of the room.
+            self.deliver(&frame, env);
+            env.published.push(frame);
+            return;
+        }
+        let Some(stream) = self.stream_mut() else {
+            return;
+        };
+        let out = stream.out_mut();
+        count_echo(payload.len(), env);
+        match shared {
+            Some(bytes) if payload.len() > ECHO_COPY_LIMIT => {
+                out.push_frame_shared(opcode, bytes.clone())
+            }
+            _ => out.push_frame(opcode, payload),
+        }
+        if out.pending() > env.limits.max_backlog {
+            self.read_paused = true;
+            env.counters.backpressure_pauses += 1;
+        }
+    }
+
+    /// Counts a message received (and, in fault-injection builds, panics on the trigger).
+    fn count_in(&self, payload: &[u8], env: &mut Env) {
+        env.counters.msgs_in += 1;
+        // By endpoint too: plain adds behind a branch that always goes the same way for a
+        // given connection.
+        if self.publishes {
+            env.counters.broadcast_msgs_in += 1;
+            env.counters.broadcast_bytes_in += payload.len() as u64;
+        } else {
+            env.counters.echo_msgs_in += 1;
+            env.counters.echo_bytes_in += payload.len() as u64;
+        }
+        #[cfg(feature = "fault-injection")]
+        if payload == PANIC_TRIGGER {
+            panic!("fault injection: panic trigger received");
+        }
+    }
+
+    /// Drops tungstenite once it holds nothing a fresh one would not: open, no close under way,
+    /// every frame it was given complete and returned. The connection is `Ready` again.
+    fn settle(&mut self) {
+        let Phase::Open(ws) = &self.phase else {
+            return;
+        };
+        if self.deadline != NEVER || self.read_paused || !ws.can_write() || !ws.get_ref().settled()
+        {
+            return;
+        }
+        let Phase::Open(ws) = mem::replace(&mut self.phase, Phase::Gone) else {
+            unreachable!("matched just above")
+        };
+        self.phase = Phase::Ready(ws.into_inner());
     }
 
     fn read_http(&mut self, env: &mut Env) -> Step {
@@ -482,7 +589,7 @@ impl<S: Socket> Connection<S> {
                 stream.start_frames(leftover);
                 self.phase = if leftover.is_empty() {
                     // Nothing to parse yet: tungstenite's buffers wait for the first frame.
-                    Phase::Idle(stream)
+                    Phase::Ready(stream)
                 } else {
                     let ws = WebSocket::from_partially_read(
                         stream,
@@ -568,45 +675,7 @@ impl<S: Socket> Connection<S> {
                 }
                 Err(e) => break Err(e),
             };
-            env.counters.msgs_in += 1;
-            // By endpoint too: plain adds behind a branch that always goes the same way for a
-            // given connection.
-            if self.publishes {
-                env.counters.broadcast_msgs_in += 1;
-                env.counters.broadcast_bytes_in += payload.len() as u64;
-            } else {
-                env.counters.echo_msgs_in += 1;
-                env.counters.echo_bytes_in += payload.len() as u64;
-            }
-            #[cfg(feature = "fault-injection")]
-            if payload.as_ref() == PANIC_TRIGGER {
-                panic!("fault injection: panic trigger received");
-            }
-            if !ws.can_write() {
-                continue; // we are closing: messages still in flight are dropped
-            }
-            if self.publishes {
-                let frame = frame::encode(opcode, &payload);
-                // The sender's own copy is queued here, in order with whatever this read does
-                // next (a close for a protocol error right behind it, say), through the same
-                // path as every other member's; the worker delivers to the rest of the room.
-                self.deliver(&frame, env);
-                env.published.push(frame);
-            } else {
-                let out = ws.get_mut().out_mut();
-                env.counters.msgs_out += 1;
-                env.counters.echo_msgs_out += 1;
-                env.counters.echo_bytes_out += payload.len() as u64;
-                if payload.len() <= ECHO_COPY_LIMIT {
-                    out.push_frame(opcode, &payload);
-                } else {
-                    out.push_frame_shared(opcode, payload);
-                }
-                if out.pending() > env.limits.max_backlog {
-                    self.read_paused = true;
-                    env.counters.backpressure_pauses += 1;
-                }
-            }
+            self.on_message(opcode, &payload, Some(&payload), env);
             if let Phase::Open(ws) = &self.phase {
                 if ws.get_ref().nothing_to_parse() {
                     break Ok(Step::Idle);
@@ -663,7 +732,7 @@ impl<S: Socket> Connection<S> {
                     .push_shared(frame::close(code, reason), false);
             }
         }
-        if code.is_none() && stream.out().is_empty() {
+        if code.is_none() && !stream.has_output() {
             return Step::Close; // handshake complete and nothing left to send
         }
         self.enter_draining(stream, code.is_some(), env.now, &env.limits);
@@ -763,15 +832,15 @@ impl<S: Socket> Connection<S> {
                 true
             }
             Phase::Draining { .. } => true,
-            Phase::Http { .. } | Phase::Idle(_) | Phase::Gone => false,
+            Phase::Http { .. } | Phase::Ready(_) | Phase::Gone => false,
         }
     }
 
     /// Recreates tungstenite's state for an idle connection. A fresh `WebSocket` is exactly
     /// what an idle one was: active, nothing buffered, no message in progress.
     fn wake(&mut self, limits: &Limits) {
-        if let Phase::Idle(_) = self.phase {
-            let Phase::Idle(stream) = mem::replace(&mut self.phase, Phase::Gone) else {
+        if let Phase::Ready(_) = self.phase {
+            let Phase::Ready(stream) = mem::replace(&mut self.phase, Phase::Gone) else {
                 unreachable!("matched just above")
             };
             let ws = WebSocket::from_raw_socket(stream, Role::Server, Some(limits.ws));
@@ -779,23 +848,29 @@ impl<S: Socket> Connection<S> {
         }
     }
 
-    /// Drops tungstenite's state when it holds nothing (see `Phase::Idle`). Returns true when
-    /// the connection went idle.
+    /// Gives back spare buffer capacity (read-ahead, an empty outbox's tail) once per silence
+    /// of `rest_after`, dropping tungstenite's state first if it is still there and holds
+    /// nothing. Returns true when it rested.
     fn rest(&mut self, now: u64, limits: &Limits) -> bool {
-        let Phase::Open(ws) = &self.phase else {
-            return false;
-        };
         let quiet =
             limits.rest_after_ms > 0 && now.saturating_sub(self.last_seen) >= limits.rest_after_ms;
-        if !quiet || self.read_paused || !ws.can_write() || !ws.get_ref().at_rest() {
+        if !quiet || self.rested || self.read_paused {
             return false;
         }
-        let Phase::Open(ws) = mem::replace(&mut self.phase, Phase::Gone) else {
-            unreachable!("matched just above")
+        if let Phase::Open(ws) = &self.phase {
+            if !ws.can_write() || !ws.get_ref().settled() {
+                return false;
+            }
+            let Phase::Open(ws) = mem::replace(&mut self.phase, Phase::Gone) else {
+                unreachable!("matched just above")
+            };
+            self.phase = Phase::Ready(ws.into_inner());
+        }
+        let Phase::Ready(stream) = &mut self.phase else {
+            return false;
         };
-        let mut stream = ws.into_inner();
         stream.release_buffers();
-        self.phase = Phase::Idle(stream);
+        self.rested = true;
         true
     }
 
@@ -805,7 +880,7 @@ impl<S: Socket> Connection<S> {
     pub fn deliver(&mut self, frame: &Bytes, env: &mut Env) -> Delivery {
         let out = match &mut self.phase {
             Phase::Open(ws) if ws.can_write() => ws.get_mut().out_mut(),
-            Phase::Idle(stream) => stream.out_mut(),
+            Phase::Ready(stream) => stream.out_mut(),
             _ => return Delivery::Skipped,
         };
         if out.pending() > env.limits.max_backlog {
@@ -886,6 +961,13 @@ pub(crate) fn refuse_now<S: Socket>(mut socket: S, env: &mut Env) {
     // A fresh socket's send buffer takes a short answer whole; if not, the peer gets less.
     let _ = socket.write(&response.bytes);
     let _ = socket.shutdown_write();
+}
+
+/// Counts an echo sent (queued or written).
+fn count_echo(len: usize, env: &mut Env) {
+    env.counters.msgs_out += 1;
+    env.counters.echo_msgs_out += 1;
+    env.counters.echo_bytes_out += len as u64;
 }
 
 /// What a read that ended in `WouldBlock` leaves: nothing until the next readiness event, or,

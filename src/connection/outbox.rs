@@ -136,23 +136,12 @@ impl Outbox {
     /// Writes as much as the writer takes, one `writev` per round, until done or WouldBlock.
     pub fn flush_to(&mut self, w: &mut impl Write) -> io::Result<Flushed> {
         while self.pending > 0 {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut n = 0;
-            for (i, chunk) in self.chunks.iter().enumerate().take(MAX_IOVECS - 1) {
-                let start = if i == 0 { self.head_written } else { 0 };
-                slices[n] = IoSlice::new(&chunk.bytes[start..]);
-                n += 1;
-            }
-            if n < MAX_IOVECS - 1 && !self.tail.is_empty() {
-                slices[n] = IoSlice::new(&self.tail);
-                n += 1;
-            }
-            // A single slice (the common case: one echo or one broadcast frame) goes out with
-            // plain write, which skips the kernel's iovec import.
-            let result = if n == 1 {
-                w.write(&slices[0])
-            } else {
-                w.write_vectored(&slices[..n])
+            let result = match (self.chunks.len(), self.tail.is_empty()) {
+                // One run of bytes (the common case: echoes, or one broadcast frame) goes out
+                // with plain write, which skips building and importing an iovec array.
+                (0, _) => w.write(&self.tail),
+                (1, true) => w.write(&self.chunks[0].bytes[self.head_written..]),
+                _ => self.write_vectored(w),
             };
             match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -166,6 +155,22 @@ impl Outbox {
             self.tail = BytesMut::new();
         }
         Ok(Flushed::All)
+    }
+
+    /// One `writev` of the queue's front.
+    fn write_vectored(&self, w: &mut impl Write) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut n = 0;
+        for (i, chunk) in self.chunks.iter().enumerate().take(MAX_IOVECS - 1) {
+            let start = if i == 0 { self.head_written } else { 0 };
+            slices[n] = IoSlice::new(&chunk.bytes[start..]);
+            n += 1;
+        }
+        if n < MAX_IOVECS - 1 && !self.tail.is_empty() {
+            slices[n] = IoSlice::new(&self.tail);
+            n += 1;
+        }
+        w.write_vectored(&slices[..n])
     }
 
     fn advance(&mut self, mut written: usize) {

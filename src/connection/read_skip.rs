@@ -61,11 +61,16 @@ impl ReadSkip {
         self.returned = self.returned.wrapping_add(1);
     }
 
+    /// Every one of the `arrived` messages has been returned.
+    pub fn all_returned(&self, arrived: u32) -> bool {
+        self.returned == arrived
+    }
+
     /// Another `read` could only end in `WouldBlock`: the socket is drained, nothing read from
     /// it waits to be handed on (`nothing_ahead`), and every one of the `arrived` messages has
     /// been returned.
     pub fn nothing_to_parse(&self, arrived: u32, nothing_ahead: bool) -> bool {
-        self.drained && nothing_ahead && self.returned == arrived
+        self.drained && nothing_ahead && self.all_returned(arrived)
     }
 }
 

@@ -163,6 +163,40 @@ impl<S: Socket> Stream<S> {
         self.boundary.at_rest() && self.nothing_read_ahead()
     }
 
+    /// At rest and every message the received bytes complete has been returned: tungstenite's
+    /// buffers are empty, so a fresh `WebSocket` would behave the same from here.
+    pub fn settled(&self) -> bool {
+        self.at_rest() && self.skip.all_returned(self.boundary.messages())
+    }
+
+    /// Reads socket bytes for the caller to parse in place (the worker's receive buffer),
+    /// within the turn's quota; `WouldBlock` when the socket is known to be drained.
+    pub fn read_direct(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.skip.socket_drained() || self.skip.quota_used() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.read_socket(buf)
+    }
+
+    /// Writes straight to the socket, bypassing the outbox: only while it is empty, or the
+    /// bytes would overtake what it holds.
+    pub fn write_direct(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        debug_assert!(
+            self.out.is_empty(),
+            "a direct write would overtake queued output"
+        );
+        match bufs {
+            [one] => self.socket.write(one),
+            _ => self.socket.write_vectored(bufs),
+        }
+    }
+
+    /// `rest`, read by `read_direct` but not taken in place, goes to a tungstenite built over
+    /// this stream: followed from here like everything tungstenite is given.
+    pub fn hand_over(&mut self, rest: &[u8]) {
+        self.boundary.feed(rest);
+    }
+
     fn nothing_read_ahead(&self) -> bool {
         self.ahead.as_ref().is_none_or(|a| a.is_empty())
     }

@@ -2,6 +2,8 @@
 //! plays the client on a `MemSocket`, calls the methods the worker calls, and checks the bytes
 //! that come out and the outcome the worker would act on.
 
+mod differential;
+
 use super::socket::MemSocket;
 use super::*;
 use crate::admission::Admission;
@@ -29,6 +31,7 @@ impl Harness {
             budget: crate::budget::Budget::new(usize::MAX),
             published: Vec::new(),
             stats_pages: None,
+            recv: vec![0; RECV_BUFFER],
         };
         let client = MemSocket::new();
         let seat = seated.then(|| Admission::new(1).admit().unwrap());
@@ -152,6 +155,10 @@ fn frames_in_become_echoes_out_in_order() {
     );
     assert_eq!(h.env.counters.msgs_in, 3);
     assert_eq!(h.env.counters.msgs_out, 3);
+    assert!(
+        !h.conn.holds_parser(),
+        "tungstenite, needed for the ping and the fragments, is dropped once it holds nothing"
+    );
 }
 
 #[test]
@@ -254,16 +261,22 @@ fn a_full_socket_registers_writable_and_echo_backpressure_stops_reading_until_it
         h.client.send(&client(0x82, &[1; 100]));
     }
     assert_eq!(h.read(), Step::Idle);
-    assert_eq!(h.env.counters.msgs_in, 10, "reading stops past the backlog");
+    // What one socket read brought is all taken (it is in memory already); the echoes the
+    // socket refused are queued, past the backlog.
+    assert_eq!(h.env.counters.msgs_in, 20);
+    assert_eq!(h.env.counters.backpressure_pauses, 1);
     assert_eq!(h.flush(), Flush::Done);
     assert_eq!(
         h.client.wire().interest,
         Some(Interest::READABLE | Interest::WRITABLE)
     );
+    for _ in 0..20 {
+        h.client.send(&client(0x82, &[1; 100]));
+    }
     assert_eq!(h.read(), Step::Idle);
-    assert_eq!(h.env.counters.msgs_in, 10, "still paused");
+    assert_eq!(h.env.counters.msgs_in, 20, "paused: the socket is not read");
     // Room for some: not yet down to half the limit.
-    h.client.wire().room = 300;
+    h.client.wire().room = 1500;
     assert_eq!(h.flush(), Flush::Done);
     // Room for everything: below half, so reading resumes and WRITABLE is dropped.
     h.client.wire().room = usize::MAX;
@@ -271,8 +284,8 @@ fn a_full_socket_registers_writable_and_echo_backpressure_stops_reading_until_it
     assert_eq!(h.client.wire().interest, Some(Interest::READABLE));
     assert_eq!(h.read(), Step::Idle);
     h.flush();
-    assert_eq!(h.env.counters.msgs_in, 20);
-    assert_eq!(h.frames().len(), 20, "nothing dropped");
+    assert_eq!(h.env.counters.msgs_in, 40);
+    assert_eq!(h.frames().len(), 40, "nothing dropped");
 }
 
 #[test]
@@ -327,11 +340,13 @@ fn a_silent_connection_rests_and_wakes_with_the_same_behaviour() {
     let mut h = Harness::upgraded(Config::default(), "/echo");
     h.client.send(&client(0x81, b"one"));
     h.read();
-    assert!(h.conn.holds_parser());
+    assert!(!h.conn.holds_parser(), "a whole message is taken in place");
     h.env.now = 5_000;
     assert!(h.conn.tick(&mut h.env));
-    assert!(!h.conn.holds_parser(), "rested");
     assert_eq!(h.env.counters.rests, 1);
+    h.env.now = 10_000;
+    assert!(h.conn.tick(&mut h.env));
+    assert_eq!(h.env.counters.rests, 1, "once per silence");
     h.client.send(&client(0x81, b"two"));
     h.read();
     h.flush();
@@ -568,4 +583,38 @@ fn output_a_transport_holds_is_flushed_under_writable_interest_like_our_own() {
     assert_eq!(h.flush(), Flush::Done);
     assert_eq!(h.client.wire().interest, Some(Interest::READABLE));
     assert_eq!(h.frames(), vec![(0x82, vec![7; 100])], "nothing stuck");
+}
+
+#[test]
+fn echoes_written_from_the_receive_buffer_keep_their_order_when_the_socket_fills() {
+    let mut h = Harness::upgraded(Config::default(), "/echo");
+    h.client.wire().room = 150; // the first echo and half of the second fit
+    let mut input = Vec::new();
+    for i in 0..3u8 {
+        input.extend(client(0x82, &[i; 100]));
+    }
+    h.client.send(&input);
+    assert_eq!(h.read(), Step::Idle);
+    assert_eq!(
+        h.client.wire().outbound.len(),
+        150,
+        "written without the outbox"
+    );
+    assert!(h.conn.charged() > 0, "the rest is queued, and charged");
+    // More arrives while output waits: it queues behind, never ahead.
+    h.client.send(&client(0x81, b"late"));
+    assert_eq!(h.read(), Step::Idle);
+    h.client.wire().room = usize::MAX;
+    assert_eq!(h.flush(), Flush::Done);
+    let frames = h.frames();
+    assert_eq!(
+        frames,
+        vec![
+            (0x82, vec![0; 100]),
+            (0x82, vec![1; 100]),
+            (0x82, vec![2; 100]),
+            (0x81, b"late".to_vec()),
+        ]
+    );
+    assert_eq!(h.conn.charged(), 0);
 }

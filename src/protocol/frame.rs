@@ -20,6 +20,17 @@ pub enum OpCode {
 /// Longest header a server frame can have: 2 bytes + 8-byte extended length.
 pub const MAX_HEADER: usize = 10;
 
+/// Length of the header `put_header` writes for `len` payload bytes.
+pub fn header_len(len: usize) -> usize {
+    if len < 126 {
+        2
+    } else if len <= u16::MAX as usize {
+        4
+    } else {
+        MAX_HEADER
+    }
+}
+
 /// Appends the header of a final, unmasked frame carrying `len` payload bytes.
 pub fn put_header(out: &mut impl BufMut, opcode: OpCode, len: usize) {
     out.put_u8(0x80 | opcode as u8);
@@ -101,6 +112,7 @@ mod tests {
             assert_eq!(header_len, want_header);
             assert_eq!(bytes.len(), header_len + len);
             assert_eq!(payload_len(&bytes), len);
+            assert_eq!(super::header_len(len), header_len);
             let mut reference = Vec::new();
             Frame::message(payload, header.opcode, true)
                 .format(&mut reference)

@@ -31,7 +31,7 @@ use slab::Slab;
 
 use crate::admission::Admission;
 use crate::budget::Budget;
-use crate::connection::{Connection, Env, Flush, Limits, Output, StatsPages, Step};
+use crate::connection::{Connection, Env, Flush, Limits, Output, StatsPages, Step, RECV_BUFFER};
 use crate::fanout::bus::{Bus, Envelope};
 use crate::fanout::rooms::Rooms;
 use crate::protocol::http::Endpoint;
@@ -175,6 +175,7 @@ impl<T: Transport> Worker<T> {
             budget: Budget::new(memory_share),
             published: Vec::new(),
             stats_pages,
+            recv: vec![0; RECV_BUFFER],
         };
         Ok(Worker {
             id,
