@@ -6,6 +6,8 @@ per member); and idle memory per connection over wss:// and ws://.
 
     benches/tls.py                     3 repetitions, 5 s runs, 2,000 idle connections
     benches/tls.py --quick             1 repetition, 2 s runs, 1,000 idle connections
+    benches/tls.py --tests echo --servers corecast-ws --baseline OTHER_BUILD --reps 5
+                                       plain echo only, this build against another
     benches/tls.py --help
 
 Every server runs alone, pinned to one core (corecast with --workers 1), loadgen pinned to
@@ -59,6 +61,7 @@ def parse_args():
     p.add_argument("--bcast-rate", type=int, default=500,
                    help="publishes/s in the broadcast run (deliveries/s = this x --room)")
     p.add_argument("--servers", default=",".join(SERVERS))
+    p.add_argument("--tests", default="echo,bcast,idle", help="which of echo,bcast,idle to run")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--client-cpu", type=int, default=1)
     p.add_argument("--no-build", action="store_true", help="use the binaries already built")
@@ -242,15 +245,15 @@ def main():
     cert, key = make_cert(out)
     results = {name: {"echo": [], "bcast": [], "idle": []} for name in args.servers}
     for rep in range(1, args.reps + 1):
-        for name in args.servers:
+        for name in args.servers if "echo" in args.tests else []:
             print(f"[{time.strftime('%H:%M:%S')}] echo {args.conns}x{args.size}: {name} "
                   f"(rep {rep}/{args.reps})", file=sys.stderr)
             results[name]["echo"].append(echo_run(name, args, cert, key, out, rep))
-        for name in args.servers:
+        for name in args.servers if "bcast" in args.tests else []:
             print(f"[{time.strftime('%H:%M:%S')}] broadcast {args.room} members x "
                   f"{args.bcast_rate}/s: {name} (rep {rep}/{args.reps})", file=sys.stderr)
             results[name]["bcast"].append(bcast_run(name, args, cert, key, out, rep))
-        for name in args.servers:
+        for name in args.servers if "idle" in args.tests else []:
             print(f"[{time.strftime('%H:%M:%S')}] idle {args.idle_conns}: {name} "
                   f"(rep {rep}/{args.reps})", file=sys.stderr)
             results[name]["idle"].append(idle_run(name, args, cert, key, out, rep))
