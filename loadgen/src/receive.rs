@@ -63,8 +63,9 @@ impl<'a> Receiver<'a> {
     /// sent `sent` messages; returns true when it is one of `id`'s own messages coming back
     /// (which frees a closed-loop slot).
     ///
-    /// The caller reads the clock per message: one `drive` may read for a while, and a message
-    /// that arrived during it must not be timed against an earlier instant.
+    /// `now` is the time of the socket read that brought the message's last byte (read once
+    /// per read: every message of one read arrived at that instant, and a later read of the
+    /// same `drive` gets a later time, so no message is timed against an earlier instant).
     pub fn on_message(
         &mut self,
         id: u32,

@@ -24,7 +24,7 @@ use std::time::Duration;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::connection::{open_socket, Connection, FailReason, SendError, Step};
+use crate::connection::{open_socket, Connection, FailReason, SendError, Step, RECV_BUFFER};
 use crate::pacing::Pacing;
 use crate::payload::{Encoder, Header};
 use crate::plan::{Mode, Plan};
@@ -149,6 +149,8 @@ pub struct Worker {
     sampler: Sampler,
     /// Builds outgoing messages without an allocation per message.
     encoder: Encoder,
+    /// Every socket read of this worker lands here; complete messages are checked in place.
+    recv: Vec<u8>,
 }
 
 impl Worker {
@@ -182,6 +184,7 @@ impl Worker {
             outstanding: 0,
             sampler: Sampler::new(spec.index, samples, now),
             encoder: Encoder::default(),
+            recv: vec![0; RECV_BUFFER],
         })
     }
 
@@ -472,8 +475,8 @@ impl Worker {
         );
         let (id, sent, heard) = (c.id, c.sent, &mut c.heard);
         let mut replies = 0u32;
-        let step = c.conn.drive(&mut |bytes| {
-            if rx.on_message(id, sent, heard, bytes, now_ns()) {
+        let step = c.conn.drive(&mut self.recv, &mut |bytes, now| {
+            if rx.on_message(id, sent, heard, bytes, now) {
                 replies += 1;
             }
         });
