@@ -314,6 +314,11 @@ impl Connection {
         recv: &mut [u8],
         on_message: &mut impl FnMut(&[u8], u64),
     ) -> Result<Step, FailReason> {
+        // The common case, without moving the state (a WebSocket is a large value) out and back.
+        if let State::Open(ws, inbound) = &mut self.state {
+            read_all(ws, inbound, recv, on_message).and_then(|()| flush(ws))?;
+            return Ok(Step::Pending);
+        }
         let mut opened = false;
         loop {
             match std::mem::replace(&mut self.state, State::Done) {

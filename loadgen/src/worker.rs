@@ -29,7 +29,7 @@ use crate::pacing::Pacing;
 use crate::payload::{Encoder, Header};
 use crate::plan::{Mode, Plan};
 use crate::ramp::Ramp;
-use crate::receive::{Heard, Receiver};
+use crate::receive::{Heard, Receiver, Tallies};
 use crate::sampling::Sampler;
 use crate::stats::{record, Sample, Stats};
 use crate::timer::Timer;
@@ -151,6 +151,8 @@ pub struct Worker {
     encoder: Encoder,
     /// Every socket read of this worker lands here; complete messages are checked in place.
     recv: Vec<u8>,
+    /// Per-publisher delivery counts, folded into `stats` when the run ends.
+    tallies: Tallies,
 }
 
 impl Worker {
@@ -185,6 +187,7 @@ impl Worker {
             sampler: Sampler::new(spec.index, samples, now),
             encoder: Encoder::default(),
             recv: vec![0; RECV_BUFFER],
+            tallies: Tallies::default(),
         })
     }
 
@@ -228,6 +231,7 @@ impl Worker {
             }
         }
         self.abandon_attempts();
+        self.tallies.fold_into(&mut self.stats);
         self.sampler.send(&self.stats.counters, true);
         self.stats
     }
@@ -469,6 +473,7 @@ impl Worker {
         let mut rx = Receiver::new(
             &self.plan,
             &mut self.stats,
+            &mut self.tallies,
             self.sampler.interval_mut(),
             self.measure_from,
             &mut self.last_delivery_ns,
