@@ -49,10 +49,15 @@ pub struct Sock {
     feed: Feed,
     /// The last read returned less than asked: nothing more is queued until the next edge.
     drained: bool,
+    /// tungstenite may hold output: a write met an error (WouldBlock: what was not written
+    /// waits in its out buffer), or it was fed frames since the last flush (pongs and close
+    /// replies are queued by its reads). While false, a flush could only write nothing.
+    unflushed: bool,
 }
 
 impl Fed for Sock {
     fn feed(&mut self) -> &mut Feed {
+        self.unflushed = true;
         &mut self.feed
     }
 }
@@ -65,11 +70,15 @@ impl Read for Sock {
 
 impl Write for Sock {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tcp.write(buf)
+        let result = self.tcp.write(buf);
+        self.unflushed |= result.is_err();
+        result
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.tcp.write_vectored(bufs)
+        let result = self.tcp.write_vectored(bufs);
+        self.unflushed |= result.is_err();
+        result
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -316,7 +325,10 @@ impl Connection {
     ) -> Result<Step, FailReason> {
         // The common case, without moving the state (a WebSocket is a large value) out and back.
         if let State::Open(ws, inbound) = &mut self.state {
-            read_all(ws, inbound, recv, on_message).and_then(|()| flush(ws))?;
+            read_all(ws, inbound, recv, on_message)?;
+            if ws.get_ref().unflushed {
+                flush(ws)?;
+            }
             return Ok(Step::Pending);
         }
         let mut opened = false;
@@ -357,6 +369,7 @@ impl Connection {
                             tcp: stream,
                             feed: Feed::default(),
                             drained: false,
+                            unflushed: false,
                         };
                         let ws = WebSocket::from_raw_socket(sock, Role::Client, Some(config));
                         self.state = State::Open(ws, Inbound::with_leftover(leftover));
@@ -514,6 +527,8 @@ fn read_all(
 
 /// Flushes queued output; WouldBlock leaves it queued for the next WRITABLE edge.
 fn flush(ws: &mut WebSocket<Sock>) -> Result<(), FailReason> {
+    // Set again by a write that fails (WouldBlock included).
+    ws.get_mut().unflushed = false;
     match ws.flush() {
         Ok(()) => Ok(()),
         Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
