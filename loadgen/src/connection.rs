@@ -1,4 +1,6 @@
-//! One client connection: non-blocking TCP connect, HTTP upgrade, then a tungstenite WebSocket.
+//! One client connection: non-blocking TCP connect, HTTP upgrade, then WebSocket traffic:
+//! received frames are taken in place from the worker's receive buffer (`inbound`), and
+//! tungstenite sends, and parses only the frames the in-place path leaves to it.
 //!
 //! A `Connection` owns its socket and nothing else. The worker tells it that its socket is ready
 //! (`drive`) or that a message is due (`send`); it answers with what happened (`Step`) and hands
@@ -10,11 +12,13 @@
 //!   `drive` always reads until `WouldBlock` and always flushes: a readiness edge is never lost.
 //! - A `send` that meets `WouldBlock` has queued the message in tungstenite's out buffer; it is
 //!   flushed on a later WRITABLE edge and must not be sent again.
-//! - Per-connection memory is small: the upgrade request lives only while upgrading, and
-//!   tungstenite gets an unbuffered writer and a read buffer that fits one message of the run
-//!   (at least 1 KiB, at most 64 KiB), so a message takes one `recvfrom`.
+//! - Per-connection memory is small: the upgrade request lives only while upgrading, the
+//!   socket is read into the worker's receive buffer, and tungstenite gets an unbuffered writer
+//!   and a read buffer that fits one message of the run (at least 1 KiB, at most 64 KiB), used
+//!   only for the frames it is fed (pings, closes, fragments: `inbound`).
 //! - A read that returned less than it asked for drained the socket: until the next readiness
-//!   event, `Sock` answers WouldBlock itself instead of making a syscall that could only say so.
+//!   event, no read is made that could only return WouldBlock.
+//! - Every message of one socket read is stamped with one arrival time, read right after it.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -27,26 +31,48 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Bytes, Message, WebSocket};
 
 use crate::handshake::{HandshakeError, Upgrade};
+use crate::inbound::{Fed, Feed, Inbound};
 use crate::tls;
+use oskit::clock::now_ns;
 
 /// Smallest and largest read buffer of a WebSocket (tungstenite reads at most this much per
 /// call and zero-fills it first, so it is sized to the run's messages).
 const READ_BUFFER_MIN: usize = 1024;
 const READ_BUFFER_MAX: usize = 64 * 1024;
 
+/// Bytes read per socket read: the size of a worker's receive buffer.
+pub const RECV_BUFFER: usize = 64 * 1024;
+
 /// The socket under the upgrade and tungstenite, skipping the read that can only return
-/// WouldBlock; for `wss://`, with a TLS session between it and them (see `tls`).
+/// WouldBlock; for `wss://`, with a TLS session between it and them (see `tls`). Once open,
+/// tungstenite writes through it but reads only what `inbound` feeds it.
 #[derive(Debug)]
 pub struct Sock {
     tcp: TcpStream,
+    /// Frames for tungstenite to parse.
+    feed: Feed,
     /// The last read returned less than asked: nothing more is queued until the next edge.
     drained: bool,
     /// The TLS session of a `wss://` connection (boxed: a few KiB, absent for `ws://`).
     tls: Option<Box<ClientConnection>>,
+    /// tungstenite may hold output: a write met an error (WouldBlock: what was not written
+    /// waits in its out buffer), or it was fed frames since the last flush (pongs and close
+    /// replies are queued by its reads), or a TLS session may hold records. While false, a
+    /// flush could only write nothing.
+    unflushed: bool,
 }
 
-impl Read for Sock {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl Fed for Sock {
+    fn feed(&mut self) -> &mut Feed {
+        self.unflushed = true;
+        &mut self.feed
+    }
+}
+
+impl Sock {
+    /// Reads the socket (through TLS for `wss://`), skipping the read that could only return
+    /// WouldBlock after a short one, until the next readiness edge (`drained` is reset).
+    fn read_edge(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.drained {
             return Err(io::ErrorKind::WouldBlock.into());
         }
@@ -59,22 +85,33 @@ impl Read for Sock {
     }
 }
 
+impl Read for Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.feed.read(buf)
+    }
+}
+
 impl Write for Sock {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.tls {
+        let result = match &mut self.tls {
             None => self.tcp.write(buf),
             Some(session) => tls::write(session, &mut self.tcp, buf),
-        }
+        };
+        // A TLS session may keep records the socket did not take even when the write succeeds.
+        self.unflushed |= result.is_err() || self.tls.is_some();
+        result
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match &mut self.tls {
+        let result = match &mut self.tls {
             None => self.tcp.write_vectored(bufs),
             Some(session) => {
                 let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
                 tls::write(session, &mut self.tcp, first)
             }
-        }
+        };
+        self.unflushed |= result.is_err() || self.tls.is_some();
+        result
     }
 
     /// Also writes the records a TLS session holds; `WouldBlock` while the socket is full.
@@ -208,10 +245,10 @@ enum State {
         /// Response bytes read so far.
         response: Vec<u8>,
     },
-    /// Upgraded: tungstenite frames messages.
-    Open(WebSocket<Sock>),
+    /// Upgraded: frames are taken in place, tungstenite sends and parses the rest.
+    Open(WebSocket<Sock>, Inbound),
     /// We sent a Close frame and wait for the server to finish the closing handshake.
-    Closing(WebSocket<Sock>),
+    Closing(WebSocket<Sock>, Inbound),
     /// Nothing left; the socket is closed.
     Done,
 }
@@ -279,8 +316,10 @@ impl Connection {
     ) -> Connection {
         let stream = Sock {
             tcp: stream,
+            feed: Feed::default(),
             drained: false,
             tls: tls.map(Box::new),
+            unflushed: false,
         };
         let upgrade = Box::new(Upgrade::new(host, path, nonce));
         let out_limit = (message_size + 16)
@@ -301,14 +340,14 @@ impl Connection {
             State::Connecting { stream: s, .. } | State::Upgrading { stream: s, .. } => {
                 Some(&mut s.tcp)
             }
-            State::Open(ws) | State::Closing(ws) => Some(&mut ws.get_mut().tcp),
+            State::Open(ws, _) | State::Closing(ws, _) => Some(&mut ws.get_mut().tcp),
             State::Done => None,
         }
     }
 
     /// Whether the upgrade has completed and the connection was not closed since.
     pub fn is_open(&self) -> bool {
-        matches!(self.state, State::Open(_))
+        matches!(self.state, State::Open(..))
     }
 
     /// Whether the connection has not yet finished connecting and upgrading.
@@ -319,14 +358,15 @@ impl Connection {
         )
     }
 
-    /// Advances the connection after a readiness event; every received message goes to
-    /// `on_message` (its payload bytes).
-    pub fn drive(&mut self, on_message: &mut dyn FnMut(&[u8])) -> Step {
-        if let State::Open(ws) | State::Closing(ws) = &mut self.state {
+    /// Advances the connection after a readiness event, reading through `recv` (the worker's
+    /// receive buffer, any size); every received message goes to `on_message` (its payload
+    /// bytes and the time of the socket read that brought its last byte).
+    pub fn drive(&mut self, recv: &mut [u8], on_message: &mut impl FnMut(&[u8], u64)) -> Step {
+        if let State::Open(ws, _) | State::Closing(ws, _) = &mut self.state {
             // A readiness event: the socket may hold new bytes.
             ws.get_mut().drained = false;
         }
-        match self.advance(on_message) {
+        match self.advance(recv, on_message) {
             Ok(step) => step,
             Err(reason) => {
                 self.state = State::Done;
@@ -335,7 +375,19 @@ impl Connection {
         }
     }
 
-    fn advance(&mut self, on_message: &mut dyn FnMut(&[u8])) -> Result<Step, FailReason> {
+    fn advance(
+        &mut self,
+        recv: &mut [u8],
+        on_message: &mut impl FnMut(&[u8], u64),
+    ) -> Result<Step, FailReason> {
+        // The common case, without moving the state (a WebSocket is a large value) out and back.
+        if let State::Open(ws, inbound) = &mut self.state {
+            read_all(ws, inbound, recv, on_message)?;
+            if ws.get_ref().unflushed {
+                flush(ws)?;
+            }
+            return Ok(Step::Pending);
+        }
         let mut opened = false;
         loop {
             match std::mem::replace(&mut self.state, State::Done) {
@@ -372,13 +424,9 @@ impl Connection {
                             .write_buffer_size(0)
                             .max_write_buffer_size(self.out_limit as usize);
                         stream.drained = false;
-                        let ws = WebSocket::from_partially_read(
-                            stream,
-                            leftover,
-                            Role::Client,
-                            Some(config),
-                        );
-                        self.state = State::Open(ws);
+                        stream.unflushed = stream.tls.is_some();
+                        let ws = WebSocket::from_raw_socket(stream, Role::Client, Some(config));
+                        self.state = State::Open(ws, Inbound::with_leftover(leftover));
                         opened = true;
                     }
                     None => {
@@ -391,16 +439,18 @@ impl Connection {
                         return Ok(Step::Pending);
                     }
                 },
-                State::Open(mut ws) => {
-                    let result = read_all(&mut ws, on_message).and_then(|()| flush(&mut ws));
-                    self.state = State::Open(ws);
+                State::Open(mut ws, mut inbound) => {
+                    let result = read_all(&mut ws, &mut inbound, recv, on_message)
+                        .and_then(|()| flush(&mut ws));
+                    self.state = State::Open(ws, inbound);
                     result?;
                     return Ok(if opened { Step::Opened } else { Step::Pending });
                 }
-                State::Closing(mut ws) => {
-                    return match read_all(&mut ws, &mut |_| {}).and_then(|()| flush(&mut ws)) {
+                State::Closing(mut ws, mut inbound) => {
+                    let result = read_all(&mut ws, &mut inbound, recv, &mut |_, _| {});
+                    return match result.and_then(|()| flush(&mut ws)) {
                         Ok(()) => {
-                            self.state = State::Closing(ws);
+                            self.state = State::Closing(ws, inbound);
                             Ok(Step::Pending)
                         }
                         // Any end of a connection we are closing is the end we wanted.
@@ -416,7 +466,7 @@ impl Connection {
     /// into its out buffer and drops it before this returns (which lets `payload::Encoder`
     /// reuse its storage).
     pub fn send(&mut self, payload: Bytes) -> Result<(), SendError> {
-        let State::Open(ws) = &mut self.state else {
+        let State::Open(ws, _) = &mut self.state else {
             return Err(SendError::NotOpen);
         };
         let result = match ws.write(Message::Binary(payload)) {
@@ -436,19 +486,19 @@ impl Connection {
     /// connection is already completely closed (nothing to wait for).
     pub fn begin_close(&mut self) -> bool {
         match std::mem::replace(&mut self.state, State::Done) {
-            State::Open(mut ws) => match ws.close(None) {
+            State::Open(mut ws, inbound) => match ws.close(None) {
                 Ok(()) => {
-                    self.state = State::Closing(ws);
+                    self.state = State::Closing(ws, inbound);
                     false
                 }
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.state = State::Closing(ws);
+                    self.state = State::Closing(ws, inbound);
                     false
                 }
                 Err(_) => true,
             },
-            State::Closing(ws) => {
-                self.state = State::Closing(ws);
+            State::Closing(ws, inbound) => {
+                self.state = State::Closing(ws, inbound);
                 false
             }
             _ => true,
@@ -483,7 +533,7 @@ fn upgrade_io(
     }
     let mut chunk = [0u8; 1024];
     loop {
-        match stream.read(&mut chunk) {
+        match stream.read_edge(&mut chunk) {
             Ok(0) => return Err(FailReason::ClosedByServer),
             Ok(n) => {
                 response.extend_from_slice(&chunk[..n]);
@@ -499,24 +549,44 @@ fn upgrade_io(
     }
 }
 
-/// Reads messages until the socket would block, handing data messages to `on_message`.
-fn read_all(ws: &mut WebSocket<Sock>, on_message: &mut dyn FnMut(&[u8])) -> Result<(), FailReason> {
+/// Reads the socket into `recv` until it would block, handing data messages to `on_message`
+/// with the time of the read that completed them.
+fn read_all(
+    ws: &mut WebSocket<Sock>,
+    inbound: &mut Inbound,
+    recv: &mut [u8],
+    on_message: &mut impl FnMut(&[u8], u64),
+) -> Result<(), FailReason> {
+    let fail = |e: tungstenite::Error| FailReason::from_ws(&e);
+    if inbound.has_tail() {
+        // The upgrade leftover (or a partial frame): whatever is complete in it is due now.
+        let now = now_ns();
+        inbound
+            .take(&[], ws, &mut |m| on_message(m, now))
+            .map_err(fail)?;
+    }
     loop {
-        match ws.read() {
-            Ok(Message::Binary(data)) => on_message(&data),
-            Ok(Message::Text(text)) => on_message(text.as_bytes()),
-            // Pings are answered by tungstenite; a Close is answered by the next read.
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Ok(())
+        let n = match ws.get_mut().read_edge(recv) {
+            Ok(0) => {
+                let now = now_ns();
+                return inbound.end(ws, &mut |m| on_message(m, now)).map_err(fail);
             }
-            Err(e) => return Err(FailReason::from_ws(&e)),
-        }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(FailReason::from_io(&e)),
+        };
+        let now = now_ns();
+        inbound
+            .take(&recv[..n], ws, &mut |m| on_message(m, now))
+            .map_err(fail)?;
     }
 }
 
 /// Flushes queued output; WouldBlock leaves it queued for the next WRITABLE edge.
 fn flush(ws: &mut WebSocket<Sock>) -> Result<(), FailReason> {
+    // Set again by a write that fails (WouldBlock included).
+    ws.get_mut().unflushed = false;
     match ws.flush() {
         Ok(()) => Ok(()),
         Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
@@ -556,10 +626,11 @@ mod tests {
         mut done: impl FnMut(Step, &Vec<Vec<u8>>) -> bool,
     ) -> Step {
         let mut events = Events::with_capacity(8);
+        let mut recv = vec![0u8; 100];
         for _ in 0..200 {
             poll.poll(&mut events, Some(Duration::from_millis(50)))
                 .unwrap();
-            let step = conn.drive(&mut |m| got.push(m.to_vec()));
+            let step = conn.drive(&mut recv, &mut |m, _| got.push(m.to_vec()));
             if done(step, got) {
                 return step;
             }

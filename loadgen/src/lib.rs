@@ -19,6 +19,7 @@
 //! - `plan`: the validated description of a run that every module below `cli` reads.
 //! - `sources`: the local addresses connections bind to, so a large run has ports enough.
 //! - `connection`: one socket through connect, upgrade and WebSocket traffic.
+//! - `inbound`: received server frames taken in place, the rest fed to tungstenite.
 //! - `handshake`: the HTTP upgrade request and response check, without I/O.
 //! - `tls`: for `wss://` targets, the rustls client configuration (`--ca`, `--insecure`) and
 //!   the non-blocking record I/O under a connection's socket.
@@ -35,6 +36,7 @@ pub mod cli;
 pub mod connection;
 pub mod engine;
 mod handshake;
+mod inbound;
 mod pacing;
 pub mod payload;
 pub mod plan;

@@ -25,6 +25,44 @@ pub struct Heard {
     publishers: Vec<(u32, SeqTracker)>,
 }
 
+/// Broadcast mode: a worker's per-publisher delivery counts, indexed by publisher (publishers
+/// are connections `0..plan.publishers`), so a delivery costs an index instead of a map lookup.
+/// `fold_into` moves them into `Stats::publishers`.
+#[derive(Debug, Default)]
+pub struct Tallies(Vec<Tally>);
+
+/// Deliveries of one publisher's messages.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    delivered: u64,
+    duplicates: u64,
+    out_of_order: u64,
+}
+
+impl Tallies {
+    /// Adds every count to `stats.publishers` and starts again from zero.
+    pub fn fold_into(&mut self, stats: &mut Stats) {
+        for (id, t) in self.0.iter().enumerate() {
+            if t.delivered + t.duplicates + t.out_of_order == 0 {
+                continue;
+            }
+            let publisher = stats.publishers.entry(id as u32).or_default();
+            publisher.delivered += t.delivered;
+            publisher.duplicates += t.duplicates;
+            publisher.out_of_order += t.out_of_order;
+        }
+        self.0.clear();
+    }
+
+    fn of(&mut self, publisher: u32) -> &mut Tally {
+        let at = publisher as usize;
+        if at >= self.0.len() {
+            self.0.resize(at + 1, Tally::default());
+        }
+        &mut self.0[at]
+    }
+}
+
 /// The receive side of a worker: everything a message check touches, borrowed apart from the
 /// connection whose `drive` delivers the messages.
 pub struct Receiver<'a> {
@@ -32,6 +70,8 @@ pub struct Receiver<'a> {
     plan: &'a Plan,
     /// Where counters and the latency histogram go.
     stats: &'a mut Stats,
+    /// Per-publisher counts (broadcast), folded into `stats` at the end of the run.
+    tallies: &'a mut Tallies,
     /// Latencies for the next progress sample.
     interval: &'a mut Histogram<u64>,
     /// Messages intended before this are warmup: counted, not in the histogram.
@@ -46,6 +86,7 @@ impl<'a> Receiver<'a> {
     pub fn new(
         plan: &'a Plan,
         stats: &'a mut Stats,
+        tallies: &'a mut Tallies,
         interval: &'a mut Histogram<u64>,
         measure_from: u64,
         last_delivery_ns: &'a mut u64,
@@ -53,6 +94,7 @@ impl<'a> Receiver<'a> {
         Receiver {
             plan,
             stats,
+            tallies,
             interval,
             measure_from,
             last_delivery_ns,
@@ -63,8 +105,9 @@ impl<'a> Receiver<'a> {
     /// sent `sent` messages; returns true when it is one of `id`'s own messages coming back
     /// (which frees a closed-loop slot).
     ///
-    /// The caller reads the clock per message: one `drive` may read for a while, and a message
-    /// that arrived during it must not be timed against an earlier instant.
+    /// `now` is the time of the socket read that brought the message's last byte (read once
+    /// per read: every message of one read arrived at that instant, and a later read of the
+    /// same `drive` gets a later time, so no message is timed against an earlier instant).
     pub fn on_message(
         &mut self,
         id: u32,
@@ -103,7 +146,7 @@ impl<'a> Receiver<'a> {
                 };
                 let tracker = &mut publishers[at].1;
                 let arrival = tracker.observe(tracker.widen(header.seq as u32));
-                let publisher = self.stats.publishers.entry(header.sender).or_default();
+                let publisher = self.tallies.of(header.sender);
                 publisher.delivered += arrival.is_new() as u64;
                 publisher.duplicates += !arrival.is_new() as u64;
                 publisher.out_of_order += arrival.is_out_of_order() as u64;
@@ -151,6 +194,7 @@ mod tests {
     struct Harness {
         plan: Plan,
         stats: Stats,
+        tallies: Tallies,
         interval: Histogram<u64>,
         measure_from: u64,
         last_delivery_ns: u64,
@@ -162,6 +206,7 @@ mod tests {
             Harness {
                 plan,
                 stats: Stats::default(),
+                tallies: Tallies::default(),
                 interval: new_histogram(),
                 measure_from: measure_from_ms * MS,
                 last_delivery_ns: 0,
@@ -174,11 +219,14 @@ mod tests {
             let mut rx = Receiver::new(
                 &self.plan,
                 &mut self.stats,
+                &mut self.tallies,
                 &mut self.interval,
                 self.measure_from,
                 &mut self.last_delivery_ns,
             );
-            rx.on_message(id, sent, &mut self.heard, bytes, now_ms * MS)
+            let own = rx.on_message(id, sent, &mut self.heard, bytes, now_ms * MS);
+            self.tallies.fold_into(&mut self.stats);
+            own
         }
 
         /// Connection 4, having sent 10, gets its own message `seq` back at `now_ms`.

@@ -24,12 +24,12 @@ use std::time::Duration;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::connection::{open_socket, Connection, FailReason, SendError, Step};
+use crate::connection::{open_socket, Connection, FailReason, SendError, Step, RECV_BUFFER};
 use crate::pacing::Pacing;
 use crate::payload::{Encoder, Header};
 use crate::plan::{Mode, Plan};
 use crate::ramp::Ramp;
-use crate::receive::{Heard, Receiver};
+use crate::receive::{Heard, Receiver, Tallies};
 use crate::sampling::Sampler;
 use crate::stats::{record, Sample, Stats};
 use crate::timer::Timer;
@@ -149,6 +149,10 @@ pub struct Worker {
     sampler: Sampler,
     /// Builds outgoing messages without an allocation per message.
     encoder: Encoder,
+    /// Every socket read of this worker lands here; complete messages are checked in place.
+    recv: Vec<u8>,
+    /// Per-publisher delivery counts, folded into `stats` when the run ends.
+    tallies: Tallies,
 }
 
 impl Worker {
@@ -182,6 +186,8 @@ impl Worker {
             outstanding: 0,
             sampler: Sampler::new(spec.index, samples, now),
             encoder: Encoder::default(),
+            recv: vec![0; RECV_BUFFER],
+            tallies: Tallies::default(),
         })
     }
 
@@ -225,6 +231,7 @@ impl Worker {
             }
         }
         self.abandon_attempts();
+        self.tallies.fold_into(&mut self.stats);
         self.sampler.send(&self.stats.counters, true);
         self.stats
     }
@@ -483,14 +490,15 @@ impl Worker {
         let mut rx = Receiver::new(
             &self.plan,
             &mut self.stats,
+            &mut self.tallies,
             self.sampler.interval_mut(),
             self.measure_from,
             &mut self.last_delivery_ns,
         );
         let (id, sent, heard) = (c.id, c.sent, &mut c.heard);
         let mut replies = 0u32;
-        let step = c.conn.drive(&mut |bytes| {
-            if rx.on_message(id, sent, heard, bytes, now_ns()) {
+        let step = c.conn.drive(&mut self.recv, &mut |bytes, now| {
+            if rx.on_message(id, sent, heard, bytes, now) {
                 replies += 1;
             }
         });

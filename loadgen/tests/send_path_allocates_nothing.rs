@@ -19,7 +19,7 @@ fn pump(poll: &mut Poll, events: &mut Events, conn: &mut Connection, rounds: u32
     let mut step = Step::Pending;
     for _ in 0..rounds {
         poll.poll(events, Some(Duration::from_millis(50))).unwrap();
-        step = conn.drive(&mut |_| {});
+        step = conn.drive(&mut [0u8; 4096], &mut |_, _| {});
         if step != Step::Pending {
             break;
         }
