@@ -61,7 +61,8 @@ impl<S: Socket> Connection<S> {
     /// Reads the socket into `recv` and takes the complete messages at its front in place;
     /// from the first byte it cannot take, tungstenite parses.
     fn read_frames(&mut self, recv: &mut [u8], env: &mut Env) -> Step {
-        let max = env.limits.max_message;
+        // tungstenite's limit, so the two paths refuse the same frames.
+        let max = env.limits.ws.max_message_size.unwrap_or(usize::MAX);
         loop {
             if self.read_paused {
                 return Step::Idle;

@@ -101,8 +101,6 @@ pub(crate) struct Limits {
     /// Silence after which an open connection releases its spare buffers (see `rest`); 0
     /// never.
     pub rest_after_ms: u64,
-    /// Largest message accepted, in bytes.
-    pub max_message: usize,
     /// Complete messages are taken in place in `Ready` (see `protocol::inbound`). Always on in
     /// the server; off, tungstenite parses every byte, which is the reference the differential
     /// test holds the fast path to.
@@ -130,7 +128,6 @@ impl Limits {
             idle_timeout_ms: config.idle_timeout.as_millis() as u64,
             close_timeout_ms: config.close_timeout.as_millis() as u64,
             rest_after_ms: config.rest_after.as_millis() as u64,
-            max_message: config.max_message_size,
             in_place: true,
         }
     }

@@ -9,24 +9,43 @@ pub const MASK_KEY: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
 /// when `mask` is true, the mask bit, [`MASK_KEY`] and the payload masked with it. `mask`
 /// false makes an (illegal) unmasked client frame.
 pub fn client_frame(first_byte: u8, payload: &[u8], mask: bool) -> Vec<u8> {
-    let mut out = vec![first_byte];
-    let mask_bit = if mask { 0x80 } else { 0 };
-    if payload.len() < 126 {
-        out.push(mask_bit | payload.len() as u8);
-    } else if payload.len() <= 65535 {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-    }
-    if mask {
-        out.extend_from_slice(&MASK_KEY);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK_KEY[i % 4]));
-    } else {
-        out.extend_from_slice(payload);
-    }
+    let mut out = Vec::new();
+    put_frame(&mut out, first_byte, payload, mask.then_some(MASK_KEY), 0);
     out
+}
+
+/// Appends one frame to `out`: `first_byte` as given; the payload length in the shortest form
+/// that fits it and is at least `wide` (0: 7 bits, 1: 16 bits, 2: 64 bits; a longer form than
+/// needed is legal on the wire, so parsers must take it); with `key`, the mask bit, the key
+/// and the payload masked with it, else the payload as it is.
+pub fn put_frame(
+    out: &mut Vec<u8>,
+    first_byte: u8,
+    payload: &[u8],
+    key: Option<[u8; 4]>,
+    wide: u8,
+) {
+    out.push(first_byte);
+    let mask_bit = if key.is_some() { 0x80 } else { 0 };
+    let len = payload.len();
+    match (len, wide) {
+        (0..=125, 0) => out.push(mask_bit | len as u8),
+        (0..=65535, 0 | 1) => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    match key {
+        Some(key) => {
+            out.extend_from_slice(&key);
+            out.extend(payload.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
+        }
+        None => out.extend_from_slice(payload),
+    }
 }
 
 #[cfg(test)]

@@ -130,24 +130,8 @@ fn encode(piece: &Piece, out: &mut Vec<u8>) {
             wide,
             payload,
         } => {
-            out.push(*first);
-            let mask_bit = if *masked { 0x80 } else { 0 };
-            let len = payload.len();
-            match (len, wide) {
-                (0..=125, 0) => out.push(mask_bit | len as u8),
-                (0..=65535, 0 | 1) => {
-                    out.push(mask_bit | 126);
-                    out.extend_from_slice(&(len as u16).to_be_bytes());
-                }
-                _ => {
-                    out.push(mask_bit | 127);
-                    out.extend_from_slice(&(len as u64).to_be_bytes());
-                }
-            }
-            if *masked {
-                out.extend_from_slice(&[1, 2, 3, 4]);
-            }
-            out.extend_from_slice(payload);
+            let key = masked.then_some([1, 2, 3, 4]);
+            testkit::frame::put_frame(out, *first, payload, key, *wide);
         }
         Piece::Huge => {
             out.extend_from_slice(&[0x82, 127]);

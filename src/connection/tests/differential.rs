@@ -37,31 +37,7 @@ fn encode(piece: &Piece, out: &mut Vec<u8>) {
             key,
             payload,
         } => {
-            out.push(*first);
-            let mask_bit = if *masked { 0x80 } else { 0 };
-            let len = payload.len();
-            let form = match (len, wide) {
-                (0..=125, 0) => 0,
-                (0..=65535, 0 | 1) => 1,
-                _ => 2,
-            };
-            match form {
-                0 => out.push(mask_bit | len as u8),
-                1 => {
-                    out.push(mask_bit | 126);
-                    out.extend_from_slice(&(len as u16).to_be_bytes());
-                }
-                _ => {
-                    out.push(mask_bit | 127);
-                    out.extend_from_slice(&(len as u64).to_be_bytes());
-                }
-            }
-            if *masked {
-                out.extend_from_slice(key);
-                out.extend(payload.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
-            } else {
-                out.extend_from_slice(payload);
-            }
+            testkit::frame::put_frame(out, *first, payload, masked.then_some(*key), *wide);
         }
         Piece::Huge => out.extend_from_slice(&[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4]),
         Piece::Garbage(bytes) => out.extend_from_slice(bytes),
