@@ -33,7 +33,9 @@ pub struct Args {
     /// Listen backlog of each worker's socket.
     #[arg(long, env = "CORECAST_BACKLOG", default_value_t = 4096)]
     pub backlog: u32,
-    /// Read buffer per connection (bytes; K/KiB/M/MiB suffixes accepted).
+    /// tungstenite's read buffer, held by a connection only while tungstenite parses for it
+    /// (fragments, control frames, frames larger than the worker's 64 KiB receive buffer)
+    /// (bytes; K/KiB/M/MiB suffixes accepted).
     #[arg(long, env = "CORECAST_READ_BUFFER", default_value = "4KiB", value_parser = parse_size)]
     pub read_buffer: usize,
     /// Pending outbound bytes per connection before backpressure: echo stops reading, room

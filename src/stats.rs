@@ -170,7 +170,7 @@ counters! {
     /// Connections shed because the worker's share of the memory budget was exhausted.
     sheds,
     /// Bytes this worker's connections hold against its memory budget share.
-    memory_held: gauge,
+    memory_held_bytes: gauge,
     /// Rooms with at least one member on this worker, as of the last tick.
     rooms: gauge,
     /// Room members on this worker, as of the last tick.

@@ -86,7 +86,7 @@ fn attack(attacker: fn(SocketAddr) -> TcpStream) {
         told >= at_least && told as u64 <= sheds,
         "{told} attackers got 1013; {sheds} shed, at least {at_least} had to be"
     );
-    let held = total(&server, |c| c.memory_held);
+    let held = total(&server, |c| c.memory_held_bytes);
     assert!(
         held <= LIMIT as u64,
         "the connections hold {held} bytes, over the {LIMIT}-byte budget"
@@ -104,7 +104,7 @@ fn attack(attacker: fn(SocketAddr) -> TcpStream) {
         total(&server, |c| c.connections) == healthy_connections(&server)
     });
     healthy.finish("after the attack");
-    let held = total(&server, |c| c.memory_held);
+    let held = total(&server, |c| c.memory_held_bytes);
     assert!(
         held < 64 << 10,
         "{held} bytes still charged after the attackers left"

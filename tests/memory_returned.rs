@@ -38,7 +38,7 @@ fn rss_returns_near_baseline_after_each_wave_of_large_buffers() {
         }
         let held = (ATTACKERS * SENT) as u64;
         wait_until("the server to hold what the attackers sent", || {
-            total(&server, |c| c.memory_held) >= held * 9 / 10
+            total(&server, |c| c.memory_held_bytes) >= held * 9 / 10
         });
         let during = rss_bytes();
         assert!(
@@ -54,7 +54,7 @@ fn rss_returns_near_baseline_after_each_wave_of_large_buffers() {
             rss_bytes()
         );
         wait_until("nothing to be charged to the budget", || {
-            total(&server, |c| c.memory_held) == 0
+            total(&server, |c| c.memory_held_bytes) == 0
         });
     }
 }

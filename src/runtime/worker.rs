@@ -614,7 +614,7 @@ impl<T: Transport> Worker<T> {
 
     fn publish_counters(&mut self) {
         T::tally(&self.acceptor, &mut self.env.counters);
-        self.env.counters.memory_held = self.env.budget.held() as u64;
+        self.env.counters.memory_held_bytes = self.env.budget.held() as u64;
         self.shared.stats[self.id].publish(&self.env.counters);
         self.shared.pass_times[self.id].publish(&self.pass_times);
     }
