@@ -145,3 +145,40 @@ fn a_large_message_leaves_no_large_buffer_behind_once_the_connection_rests() {
         live_after - live_before
     );
 }
+
+/// Issue #15: an upgraded connection that says nothing holds no heap memory, from its
+/// handshake on, not only once it has rested. The 101 used to be queued, which kept the
+/// outbox's chunk queue (160 bytes) allocated until the connection rested a second later: a
+/// ramp of thousands of connections grew the heap by that much, and idle connections cost
+/// ~25 B of RSS each more than before the in-place read path, which no longer woke tungstenite
+/// (whose buffers, released at rest, had set off a heap trim).
+#[test]
+fn upgraded_connections_hold_no_heap_memory_before_they_rest() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = start(corecast::Config {
+        rest_after: Duration::from_secs(3600),
+        idle_timeout: Duration::ZERO,
+        ..config()
+    });
+    let handshakes = || -> u64 { server.stats().iter().map(|c| c.handshakes).sum() };
+    // Fewer than a worker's connection slab starts with, so it does not grow either.
+    const CONNS: usize = 200;
+    let mut clients = Vec::with_capacity(CONNS + 8);
+    // Warm-up: whatever a worker allocates once (lists, counters) is in place.
+    for _ in 0..8 {
+        clients.push(raw_upgrade(server.local_addr(), "/echo").0);
+    }
+    wait_until("the warm-up handshakes", || handshakes() == 8);
+    let live_before = live_bytes();
+    for _ in 0..CONNS {
+        clients.push(raw_upgrade(server.local_addr(), "/echo").0);
+    }
+    wait_until("the handshakes", || handshakes() == (CONNS + 8) as u64);
+    let grown = live_bytes() - live_before;
+    println!("{CONNS} upgraded connections: live heap grew by {grown} bytes");
+    assert!(
+        grown < (CONNS * 16) as i64,
+        "{CONNS} idle upgraded connections hold {grown} bytes of heap"
+    );
+    drop(clients);
+}

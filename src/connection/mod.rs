@@ -45,7 +45,7 @@ mod read_skip;
 pub(crate) mod socket;
 mod stream;
 
-use std::io::{self, Read};
+use std::io::{self, IoSlice, Read};
 use std::mem;
 
 use bytes::Bytes;
@@ -581,7 +581,7 @@ impl<S: Socket> Connection<S> {
             }
             Decision::Upgrade { endpoint, response } => {
                 let consumed = parsed.map(|(_, n)| n).unwrap_or(buf.len());
-                stream.out_mut().push_shared(response.bytes, false);
+                send_first(&mut stream, response.bytes);
                 let leftover = &buf[consumed..];
                 stream.start_frames(leftover);
                 self.phase = if leftover.is_empty() {
@@ -958,6 +958,20 @@ pub(crate) fn refuse_now<S: Socket>(mut socket: S, env: &mut Env) {
     // A fresh socket's send buffer takes a short answer whole; if not, the peer gets less.
     let _ = socket.write(&response.bytes);
     let _ = socket.shutdown_write();
+}
+
+/// Writes a connection's first bytes (the 101) straight to the socket, whose empty send buffer
+/// takes them whole; only what it refuses (everything, on an error, which the next flush then
+/// reports) is queued. Queued, they left the outbox's chunk queue (160 bytes) allocated until
+/// the connection rested a second later: during a ramp of new connections that is thousands
+/// of them at once, heap that stays resident once freed, as nothing trims the heap after a
+/// ramp of connections that never woke tungstenite (issue #15).
+fn send_first<S: Socket>(stream: &mut Stream<S>, bytes: Bytes) {
+    let written = match stream.write_direct(&[IoSlice::new(&bytes)]) {
+        Ok(n) => n.min(bytes.len()),
+        Err(_) => 0,
+    };
+    stream.out_mut().push_shared(bytes.slice(written..), false);
 }
 
 /// Counts an echo sent (queued or written).

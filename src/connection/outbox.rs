@@ -195,6 +195,13 @@ impl Outbox {
         }
     }
 
+    /// Bytes of heap the queue keeps allocated (its chunk slots and the tail's capacity),
+    /// whatever they hold.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.chunks.capacity() * std::mem::size_of::<Chunk>() + self.tail.capacity()
+    }
+
     /// Frees the queue's memory once it is empty (idle connections keep nothing).
     pub fn shrink_if_empty(&mut self) {
         if self.pending == 0 {

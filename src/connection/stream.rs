@@ -210,10 +210,10 @@ impl<S: Socket> Stream<S> {
         self.out.shrink_if_empty();
     }
 
-    /// Bytes held in buffers owned by the stream.
+    /// Bytes held in buffers owned by the stream: read-ahead and the outbox's allocations.
     #[cfg(test)]
     pub fn buffered_capacity(&self) -> usize {
-        self.ahead.as_ref().map_or(0, |a| a.buf.capacity())
+        self.ahead.as_ref().map_or(0, |a| a.buf.capacity()) + self.out.capacity()
     }
 
     fn read_socket(&mut self, buf: &mut [u8]) -> io::Result<usize> {

@@ -122,14 +122,63 @@ fn handshake_bytes_in_give_101_out_with_the_offered_subprotocol() {
     }
     h.client.send(&request.as_bytes()[request.len() - 1..]);
     assert_eq!(h.read(), Step::Upgraded(Endpoint::Echo));
-    assert_eq!(h.conn.output_after_read(), Output::Now);
-    assert_eq!(h.flush(), Flush::Done);
+    // Written by the read itself: nothing is left queued for the worker to flush.
+    assert_eq!(h.conn.output_after_read(), Output::Nothing);
     let answer = String::from_utf8(h.client.take_output()).unwrap();
     assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
     assert!(answer.contains(&format!("Sec-WebSocket-Accept: {ACCEPT}\r\n")));
     assert!(answer.contains("Sec-WebSocket-Protocol: chat\r\n"));
     assert_eq!(h.env.counters.handshakes, 1);
     assert!(!h.conn.holds_parser(), "no frame yet: no parser state");
+}
+
+/// Heap the connection's stream keeps allocated (outbox, read-ahead) in `Ready`.
+fn ready_capacity(conn: &Connection<MemSocket>) -> usize {
+    match &conn.phase {
+        Phase::Ready(stream) => stream.buffered_capacity(),
+        _ => panic!("not Ready"),
+    }
+}
+
+/// Issue #15: the 101 used to be queued, which left the outbox's chunk queue allocated until
+/// the connection rested a second later; over a ramp of thousands of connections that grew
+/// the heap by ~25 B per idle connection for good. An upgraded connection holds nothing.
+#[test]
+fn an_upgraded_connection_holds_no_buffer_before_it_rests() {
+    for path in ["/echo", "/broadcast/r"] {
+        let h = Harness::upgraded(Config::default(), path);
+        assert_eq!(ready_capacity(&h.conn), 0, "{path}");
+        assert_eq!(h.conn.charged(), 0, "{path}");
+    }
+}
+
+#[test]
+fn a_101_the_socket_takes_in_part_is_finished_by_the_flush_in_order() {
+    let mut h = Harness::echo();
+    h.client.wire().room = 10;
+    let mut input = upgrade("/echo", "").into_bytes();
+    input.extend(client(0x81, b"behind the request"));
+    h.client.send(&input);
+    assert_eq!(h.read(), Step::Upgraded(Endpoint::Echo));
+    assert_eq!(h.client.take_output(), b"HTTP/1.1 1");
+    assert_eq!(h.read(), Step::Idle);
+    assert_eq!(h.conn.output_after_read(), Output::Now);
+    assert_eq!(h.flush(), Flush::Done);
+    assert_eq!(
+        h.client.wire().interest,
+        Some(Interest::READABLE | Interest::WRITABLE)
+    );
+    h.client.wire().room = usize::MAX;
+    assert_eq!(h.flush(), Flush::Done);
+    let out = h.client.take_output();
+    let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8(out[..head_end].to_vec()).unwrap();
+    assert!(head.starts_with("01 Switching Protocols"), "{head}");
+    assert!(head.contains(&format!("Sec-WebSocket-Accept: {ACCEPT}\r\n")));
+    assert_eq!(
+        server_frames(&out[head_end..]),
+        vec![(0x81, b"behind the request".to_vec())]
+    );
 }
 
 #[test]

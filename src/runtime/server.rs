@@ -28,7 +28,7 @@ use oskit::nofile as rlimit;
 /// Descriptors kept free of connections: listeners, pollers, wakers, logs.
 const RESERVED_FDS: u64 = 32;
 /// Allocations at least this large get their own mapping (see `oskit::memory`).
-const MAP_LARGE_ALLOCATIONS: usize = 256 << 10;
+pub(crate) const MAP_LARGE_ALLOCATIONS: usize = 256 << 10;
 
 /// A running server. Dropping it shuts it down gracefully.
 pub struct Server {

@@ -37,6 +37,7 @@ use crate::fanout::rooms::Rooms;
 use crate::protocol::http::Endpoint;
 use crate::runtime::event_log::EventLog;
 use crate::runtime::metrics_listener;
+use crate::runtime::server::MAP_LARGE_ALLOCATIONS;
 use crate::runtime::transport::Transport;
 use crate::stats::{Counters, PassTimes, SharedCounters, SharedPassTimes};
 
@@ -181,7 +182,7 @@ impl<T: Transport> Worker<T> {
             id,
             poll,
             listener: Some(listener),
-            conns: Slab::new(),
+            conns: Slab::with_capacity(first_slab_slots::<Connection<T>>()),
             acceptor,
             rooms: Rooms::default(),
             bus,
@@ -623,6 +624,16 @@ impl<T: Transport> Worker<T> {
 /// Bytes released (parser buffers of connections gone idle, budget charges given back) after
 /// which free heap pages go back to the OS.
 const RELEASE_TRIM_BYTES: usize = 4 << 20;
+
+/// Slots the connection slab starts with: enough that its first allocation is mapped on its
+/// own (see `Server::bind`), like every larger one it grows into. Grown from empty, its early
+/// doublings (up to a quarter of a megabyte) came from the heap and were freed there, pages
+/// that stay resident until a heap trim, and nothing trims the heap after a ramp of
+/// connections that never woke tungstenite (issue #15). The mapping costs no memory until
+/// connections fill it.
+fn first_slab_slots<C>() -> usize {
+    MAP_LARGE_ALLOCATIONS.div_ceil(std::mem::size_of::<C>().max(1))
+}
 
 /// Takes the entries of `list` for processing, leaving the spare's capacity in its place.
 fn take_batch(list: &mut Vec<usize>, spare: &mut Vec<usize>) -> Vec<usize> {
