@@ -27,10 +27,11 @@
 //!   are written at once; what the socket does not take is held, `holds_output` says so, and
 //!   the connection flushes (`write_held`) and registers WRITABLE as it does for its own
 //!   output, so a handshake can never stall behind a full socket.
-//! * `write` encrypts at most `SEND_LIMIT` bytes of plaintext per call and reports
-//!   `WouldBlock` only when the TCP socket did (while records are held it first writes those,
-//!   and takes nothing new until they are gone), so WRITABLE interest is registered only when
-//!   an edge will come and the records held never exceed one write's.
+//! * `write` encrypts `SEND_LIMIT` bytes of plaintext at a time and goes on while the socket
+//!   takes every record, and reports `WouldBlock` only when the TCP socket did (while records
+//!   are held it first writes those, and takes nothing new until they are gone), so WRITABLE
+//!   interest is registered only when an edge will come and at most one step's records are
+//!   ever held.
 //! * A peer's TCP EOF without `close_notify` reads as EOF: WebSocket has its own close
 //!   handshake, so truncation is no attack here, and many clients never send the alert.
 //! * Handshake messages are bounded by rustls (64 KiB) and by the scratch buffer they are
@@ -292,11 +293,27 @@ impl TlsSocket {
                 Ok(ConnectionState::BlockedHandshake) => Ok(Some(Stop::Input)),
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => match &mut goal {
                     Goal::Read => Ok(Some(Stop::Input)),
-                    Goal::Seal { bufs, stage, out } => seal(&mut traffic, bufs, stage, out)
-                        .and_then(|(taken, sealed)| {
-                            send(&mut self.tcp, &mut self.outgoing, &out[..sealed])?;
-                            Ok(Some(Stop::Done(taken)))
-                        }),
+                    Goal::Seal { bufs, stage, out } => {
+                        let (tcp, outgoing) = (&mut self.tcp, &mut self.outgoing);
+                        let mut taken = 0;
+                        let total: usize = bufs.iter().map(|b| b.len()).sum();
+                        // As much as the socket takes, as plain TCP would: more only while it
+                        // has taken every record so far.
+                        loop {
+                            match seal(&mut traffic, bufs, taken, stage, out) {
+                                Ok((plain, sealed)) => {
+                                    taken += plain;
+                                    if let Err(e) = send(tcp, outgoing, &out[..sealed]) {
+                                        break Err(Broken::Io(e));
+                                    }
+                                }
+                                Err(e) => break Err(e),
+                            }
+                            if taken == total || !outgoing.is_empty() {
+                                break Ok(Some(Stop::Done(taken)));
+                            }
+                        }
+                    }
                     Goal::CloseNotify => {
                         let mut out = [0u8; CLOSE_NOTIFY_ROOM];
                         match traffic.queue_close_notify(&mut out) {
@@ -445,28 +462,42 @@ impl TlsSocket {
     }
 }
 
-/// Encrypts up to `SEND_LIMIT` bytes of `bufs` into `out`: straight from the first slice when
-/// it holds them all, else gathered into `stage`. Returns the plaintext taken and the record
-/// bytes written.
+/// The bytes of `bufs` after the first `skip`, slice by slice (none empty).
+fn unsent<'b>(bufs: &'b [IoSlice<'_>], skip: usize) -> impl Iterator<Item = &'b [u8]> {
+    let mut left = skip;
+    bufs.iter().filter_map(move |buf| {
+        if left >= buf.len() {
+            left -= buf.len();
+            return None;
+        }
+        let piece = &buf[left..];
+        left = 0;
+        Some(piece)
+    })
+}
+
+/// Encrypts up to `SEND_LIMIT` bytes of `bufs`, after the first `skip`, into `out`: straight
+/// from one slice when it holds them all, else gathered into `stage`. Returns the plaintext
+/// taken and the record bytes written.
 fn seal(
     traffic: &mut WriteTraffic<'_, ServerConnectionData>,
     bufs: &[IoSlice<'_>],
+    skip: usize,
     stage: &mut [u8],
     out: &mut [u8],
 ) -> Result<(usize, usize), Broken> {
-    let total: usize = bufs.iter().map(|b| b.len()).sum();
-    let mut take = total.min(SEND_LIMIT);
-    let first = bufs
-        .iter()
-        .find(|b| !b.is_empty())
-        .map_or(&[][..], |b| &b[..]);
+    let mut take = unsent(bufs, skip)
+        .map(<[u8]>::len)
+        .sum::<usize>()
+        .min(SEND_LIMIT);
+    let first = unsent(bufs, skip).next().unwrap_or(&[]);
     let plain: &[u8] = if first.len() >= take {
         &first[..take]
     } else {
         let mut at = 0;
-        for buf in bufs {
-            let n = buf.len().min(take - at);
-            stage[at..at + n].copy_from_slice(&buf[..n]);
+        for piece in unsent(bufs, skip) {
+            let n = piece.len().min(take - at);
+            stage[at..at + n].copy_from_slice(&piece[..n]);
             at += n;
         }
         &stage[..take]
@@ -546,6 +577,9 @@ impl Write for TlsSocket {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         if bufs.iter().all(|b| b.is_empty()) {
             return Ok(0);
+        }
+        if self.broken {
+            return Err(io::ErrorKind::BrokenPipe.into());
         }
         // Held records go first, and nothing is added behind them: the socket just refused.
         if !send_held(&mut self.tcp, &mut self.outgoing)? {

@@ -414,6 +414,49 @@ fn eof_without_close_notify_reads_as_eof() {
 }
 
 #[test]
+fn unsent_skips_what_was_taken_across_slices() {
+    let bufs = [
+        IoSlice::new(b"abc"),
+        IoSlice::new(b""),
+        IoSlice::new(b"de"),
+        IoSlice::new(b"fgh"),
+    ];
+    let from = |skip| unsent(&bufs, skip).collect::<Vec<_>>().concat();
+    assert_eq!(from(0), b"abcdefgh");
+    assert_eq!(from(2), b"cdefgh");
+    assert_eq!(from(3), b"defgh");
+    assert_eq!(unsent(&bufs, 3).next(), Some(&b"de"[..]), "no empty slices");
+    assert_eq!(from(6), b"gh");
+    assert!(from(8).is_empty());
+}
+
+/// A vectored write bigger than one step is taken whole while the socket has room, and the
+/// peer reads the slices in order.
+#[test]
+fn a_vectored_write_goes_on_while_the_socket_takes_it() {
+    let parts: Vec<Vec<u8>> = [10usize, 40_000, 3, 70_000, 1]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| message(len, i as u32))
+        .collect();
+    let total: usize = parts.iter().map(Vec::len).sum();
+    let (mut socket, _, client) = pair(&TLS13, move |stream| {
+        stream.write_all(b"go").unwrap();
+        let mut got = vec![0u8; total];
+        stream.read_exact(&mut got).unwrap();
+        got
+    });
+    socket2::SockRef::from(&socket.tcp)
+        .set_send_buffer_size(1 << 20)
+        .unwrap();
+    assert_eq!(read_exactly(&mut socket, 2, 2), b"go");
+    let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    assert_eq!(socket.write_vectored(&slices).unwrap(), total);
+    until(|| socket.write_held().map(|done| done.then_some(())));
+    assert!(client.join().unwrap() == parts.concat(), "bytes differ");
+}
+
+#[test]
 fn the_plain_http_answer_is_well_formed() {
     let text = std::str::from_utf8(PLAIN_HTTP_ANSWER).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
