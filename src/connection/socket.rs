@@ -218,5 +218,9 @@ mod mem {
             wire.send_held();
             Ok(wire.held.is_empty())
         }
+
+        fn held_bytes(&self) -> usize {
+            self.0.borrow().held.len()
+        }
     }
 }
