@@ -392,13 +392,18 @@ impl TlsSocket {
         let mut start = 0;
         let mut sink = Sink { buf, filled };
         let mut socket_drained = false;
+        // Bytes rustls has not been shown since it last asked for more (what it kept may hold
+        // whole records, if the caller's buffer filled).
+        let mut unseen = len > 0;
         let result = loop {
-            let (used, stop) = self.drive(&mut scratch[start..len], &mut sink, Goal::Read);
-            start += used;
-            match stop {
-                Ok(Stop::Input) => {}
-                Ok(_) => break Ok(()),
-                Err(e) => break Err(e),
+            if unseen {
+                let (used, stop) = self.drive(&mut scratch[start..len], &mut sink, Goal::Read);
+                start += used;
+                match stop {
+                    Ok(Stop::Input) => unseen = false,
+                    Ok(_) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
             }
             // A short socket read means drained, as on plain TCP, when the caller gets bytes
             // (its short read says so in turn). With nothing for it, read on until the socket
@@ -425,6 +430,7 @@ impl TlsSocket {
                 Ok(n) => {
                     len += n;
                     socket_drained = n < want;
+                    unseen = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
