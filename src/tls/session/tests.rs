@@ -14,7 +14,9 @@ use rustls::{
     SupportedProtocolVersion,
 };
 
+use super::drive::unsent;
 use super::*;
+use crate::tls::scratch::SEND_LIMIT;
 
 type Client = StreamOwned<ClientConnection, StdTcpStream>;
 
