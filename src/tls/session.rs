@@ -24,10 +24,10 @@
 //!
 //! The rules that keep it honest under edge-triggered readiness:
 //! * A read goes on until the caller's buffer is full or the TCP socket has given all it had
-//!   (a short read, `WouldBlock`, or EOF), so a short read means what it means on plain TCP:
-//!   the socket is drained and no plaintext waits in the session, and `ReadSkip` may trust
-//!   it. Plaintext or records left behind mean the caller's buffer was filled, so it reads
-//!   again.
+//!   (`WouldBlock`, EOF, or a short socket read once the caller has bytes), so a short read
+//!   means what it means on plain TCP: the socket is drained and no plaintext waits in the
+//!   session, and `ReadSkip` may trust it. Plaintext or records left behind mean the caller's
+//!   buffer was filled, so it reads again.
 //! * Records rustls wants to send while reading (handshake flights, alerts, session tickets)
 //!   are written at once; what the socket does not take is held, `holds_output` says so, and
 //!   the connection flushes (`write_held`) and registers WRITABLE as it does for its own
@@ -45,7 +45,8 @@
 //!
 //! A connection that ends before its TLS handshake completes (garbage, plain HTTP, a bad or
 //! truncated ClientHello, a timeout) is counted in the worker's `TlsTally`; an established
-//! one ends with `close_notify`.
+//! one ends with `close_notify`. rustls' states are handled in `drive`, for reads, writes and
+//! the closing alert alike; this module keeps the socket and the rules above.
 
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
