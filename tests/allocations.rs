@@ -1,21 +1,55 @@
 //! Memory discipline seen by a counting global allocator: the echo hot path allocates nothing
-//! per message once warm, and connections that rest (drop tungstenite's state) and wake again
-//! thousands of times leak nothing. Clients are raw sockets with pre-encoded frames, so they
-//! allocate nothing in the measured loops themselves.
+//! per message once warm (over TLS, nothing beyond rustls' own record buffers), and
+//! connections that rest (drop tungstenite's state) and wake again thousands of times leak
+//! nothing. Clients are raw sockets with pre-encoded frames, so they allocate nothing in the
+//! measured loops themselves (a TLS client does, on its own thread, and is not counted).
 
 mod common;
 
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use common::tls::{client_config, tls_connect, TestCert};
 use common::*;
-use testkit::alloc::{allocations, live_bytes};
+use testkit::alloc::{allocations, live_bytes, thread_allocations};
 
 #[global_allocator]
 static GLOBAL: testkit::alloc::Counting = testkit::alloc::Counting;
 
 /// The counters are process-wide: tests in this file take turns.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Echoes `MESSAGES` binary messages of `size` bytes over `s` after a warm-up (buffers reach
+/// their steady size), and returns what `count` went up by meanwhile.
+fn count_echoes(s: &mut (impl Read + Write), size: usize, count: impl Fn() -> u64) -> u64 {
+    let frame = client_frame(0x82, &vec![0x61u8; size], true);
+    let mut reply = vec![0u8; header_len(size) + size];
+    let mut echo = || {
+        s.write_all(&frame).unwrap();
+        s.read_exact(&mut reply).unwrap();
+        assert_eq!(reply[0], 0x82);
+    };
+    for _ in 0..200 {
+        echo();
+    }
+    let before = count();
+    for _ in 0..MESSAGES {
+        echo();
+    }
+    count() - before
+}
+
+/// Echoes measured per message size.
+const MESSAGES: u64 = 5000;
+
+/// The length of a server frame's header for a payload of `size` bytes (below 64 KiB).
+fn header_len(size: usize) -> usize {
+    if size < 126 {
+        2
+    } else {
+        4
+    }
+}
 
 #[test]
 fn echoing_allocates_nothing_per_message() {
@@ -26,30 +60,44 @@ fn echoing_allocates_nothing_per_message() {
         ..config()
     });
     let (mut s, _) = raw_upgrade(server.local_addr(), "/echo");
-    const MESSAGES: u64 = 5000;
     for size in [16usize, 512, 16 * 1024] {
-        let frame = client_frame(0x82, &vec![0x61u8; size], true);
-        let header = if size < 126 { 2 } else { 4 };
-        let mut reply = vec![0u8; header + size];
-        let mut echo = |s: &mut std::net::TcpStream| {
-            s.write_all(&frame).unwrap();
-            s.read_exact(&mut reply).unwrap();
-            assert_eq!(reply[0], 0x82);
-        };
-        for _ in 0..200 {
-            echo(&mut s); // warm up: buffers reach their steady size
-        }
-        let before = allocations();
-        for _ in 0..MESSAGES {
-            echo(&mut s);
-        }
-        let during = allocations() - before;
+        let during = count_echoes(&mut s, size, allocations);
         println!("{size} B echoes: {during} allocations for {MESSAGES} messages");
         // A per-message allocation anywhere would show as >= 5000; a handful is the worker's
         // occasional bookkeeping (a tick, a stats snapshot).
         assert!(
             during < MESSAGES / 50,
             "{size} B echoes: {during} allocations for {MESSAGES} messages"
+        );
+    }
+}
+
+/// Over wss:// the server's own code allocates nothing per message either; rustls 0.23 does,
+/// one buffer per record it decrypts (the plaintext) and one per record it encrypts, which
+/// is what this allows and no more.
+#[test]
+fn wss_echoing_allocates_only_rustls_record_buffers() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cert = TestCert::new("allocations");
+    let server = start(corecast::Config {
+        idle_timeout: Duration::ZERO,
+        ..cert.config()
+    });
+    let mut s = tls_connect(server.local_addr(), client_config(&[&cert.der], &[])).unwrap();
+    assert!(upgrade_over(&mut s, "/echo").starts_with("HTTP/1.1 101"));
+    // The client's allocations (on this thread) are not the server's.
+    let server_allocations = || allocations() - thread_allocations();
+    for size in [16usize, 512, 16 * 1024] {
+        let during = count_echoes(&mut s, size, server_allocations);
+        // Records each way per message: the client's frame and the echo are one write each.
+        let records = (header_len(size) + size).div_ceil(16 * 1024) as u64;
+        println!(
+            "{size} B echoes over TLS: {during} server allocations for {MESSAGES} messages \
+             of {records} record(s) each way"
+        );
+        assert!(
+            during <= MESSAGES * 2 * records + MESSAGES / 50,
+            "{size} B echoes over TLS: {during} server allocations for {MESSAGES} messages"
         );
     }
 }

@@ -16,8 +16,8 @@ use mio::event::Source;
 ///
 /// `write` may report `WouldBlock` only when the kernel socket did (so a WRITABLE edge will
 /// come). A transport that keeps bytes of its own for the wire (TLS records the socket did not
-/// take) says so with `holds_output`, and `write_held` sends them; plain TCP keeps none, and
-/// both defaults compile away.
+/// take) says so with `holds_output`, `write_held` sends them, and `held_bytes` says what its
+/// buffers hold; plain TCP keeps none, and the defaults compile away.
 pub(crate) trait Socket: Read + Write + Source {
     /// Sends FIN: we will write nothing more, but keep reading.
     fn shutdown_write(&mut self) -> io::Result<()>;
@@ -32,6 +32,14 @@ pub(crate) trait Socket: Read + Write + Source {
     #[inline]
     fn write_held(&mut self) -> io::Result<bool> {
         Ok(true)
+    }
+
+    /// Heap bytes the transport keeps for this connection (TLS: a partial record, plaintext
+    /// not yet read, records not yet written), charged to the memory budget with the
+    /// connection's own buffers.
+    #[inline]
+    fn held_bytes(&self) -> usize {
+        0
     }
 }
 
@@ -209,6 +217,10 @@ mod mem {
             let mut wire = self.wire();
             wire.send_held();
             Ok(wire.held.is_empty())
+        }
+
+        fn held_bytes(&self) -> usize {
+            self.0.borrow().held.len()
         }
     }
 }

@@ -118,10 +118,11 @@ impl<S: Socket> Stream<S> {
     }
 
     /// Bytes this peer makes us hold in the stream and the parser above it: the data message
-    /// it is in the middle of sending, what was read ahead, and the output that is its own.
+    /// it is in the middle of sending, what was read ahead, the output that is its own, and
+    /// what the transport keeps (TLS records and plaintext in flight).
     pub fn held(&self) -> usize {
         let ahead = self.ahead.as_ref().map_or(0, |a| a.buf.capacity());
-        self.boundary.unfinished() as usize + ahead + self.out.owned()
+        self.boundary.unfinished() as usize + ahead + self.out.owned() + self.socket.held_bytes()
     }
 
     /// Writes queued bytes to the socket until done or the socket is full, then what the

@@ -635,6 +635,26 @@ fn output_a_transport_holds_is_flushed_under_writable_interest_like_our_own() {
 }
 
 #[test]
+fn what_the_transport_holds_is_charged_to_the_budget_until_written() {
+    let mut h = Harness::upgraded(Config::default(), "/echo");
+    h.client.wire().transport = true;
+    h.client.wire().room = 2;
+    h.client.send(&client(0x82, &[7; 100]));
+    assert_eq!(h.read(), Step::Idle);
+    // The echo (102 bytes) went to the transport whole; 2 bytes reached the wire.
+    assert_eq!(
+        h.conn.charged(),
+        100,
+        "the transport's bytes are the peer's"
+    );
+    assert_eq!(h.env.budget.held(), 100);
+    h.client.wire().room = usize::MAX;
+    assert_eq!(h.flush(), Flush::Done);
+    assert_eq!(h.conn.charged(), 0);
+    assert_eq!(h.env.budget.held(), 0);
+}
+
+#[test]
 fn echoes_written_from_the_receive_buffer_keep_their_order_when_the_socket_fills() {
     let mut h = Harness::upgraded(Config::default(), "/echo");
     h.client.wire().room = 150; // the first echo and half of the second fit

@@ -6,6 +6,9 @@
 //!   the old one stays.
 //! * `session`: `TlsSocket`, a rustls session over a non-blocking TCP socket that implements
 //!   the connection's `Socket`, driven by the worker's own loop (no thread, no blocking call).
+//! * `scratch`: the worker's buffers where records are read, decrypted and encrypted.
+//! * `held`: what a session must keep between calls, in buffers freed once empty, so an idle
+//!   TLS connection keeps no buffer at all.
 //!
 //! The worker's `Acceptor` wraps each accepted socket with the configuration current at that
 //! moment; an established connection keeps the one it started with. Everything here happens
@@ -14,12 +17,15 @@
 //! connection by nature).
 
 pub(crate) mod certs;
+mod held;
+mod scratch;
 pub(crate) mod session;
 
 use std::sync::Arc;
 
 use mio::net::TcpStream;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::server::UnbufferedServerConnection;
+use rustls::ServerConfig;
 
 pub use certs::{CertError, Certs};
 pub use session::{TlsSocket, TlsTally};
@@ -52,7 +58,7 @@ impl Acceptor {
             self.config = self.certs.current();
             self.generation = generation;
         }
-        let session = ServerConnection::new(self.config.clone())?;
+        let session = UnbufferedServerConnection::new(self.config.clone())?;
         Ok(TlsSocket::new(tcp, session, self.tally.clone()))
     }
 

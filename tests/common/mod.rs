@@ -108,6 +108,12 @@ pub fn raw_upgrade(addr: SocketAddr, path: &str) -> (TcpStream, String) {
 /// Upgrades an already connected socket (one with special options) to `path`.
 pub fn raw_upgrade_on(mut s: TcpStream, path: &str) -> (TcpStream, String) {
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let head = upgrade_over(&mut s, path);
+    (s, head)
+}
+
+/// Sends an upgrade request for `path` over `s` (plain or TLS) and reads the response head.
+pub fn upgrade_over(s: &mut (impl Read + Write), path: &str) -> String {
     s.write_all(upgrade_request(path, "").as_bytes()).unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -119,7 +125,7 @@ pub fn raw_upgrade_on(mut s: TcpStream, path: &str) -> (TcpStream, String) {
         );
         head.push(byte[0]);
     }
-    (s, String::from_utf8(head).unwrap())
+    String::from_utf8(head).unwrap()
 }
 
 /// One server frame: (first byte, payload). `None` when the server closed the socket.
