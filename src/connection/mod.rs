@@ -854,15 +854,9 @@ impl<S: Socket> Connection<S> {
         if !quiet || self.rested || self.read_paused {
             return false;
         }
-        if let Phase::Open(ws) = &self.phase {
-            if !ws.can_write() || !ws.get_ref().settled() {
-                return false;
-            }
-            let Phase::Open(ws) = mem::replace(&mut self.phase, Phase::Gone) else {
-                unreachable!("matched just above")
-            };
-            self.phase = Phase::Ready(ws.into_inner());
-        }
+        // The same test as after every read: a close under way or a half-read frame keeps
+        // tungstenite, and then nothing is released.
+        self.settle();
         let Phase::Ready(stream) = &mut self.phase else {
             return false;
         };
