@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::tls::{client_config, tls_connect, TestCert};
 use common::*;
-use testkit::alloc::{allocations, live_bytes, thread_allocations};
+use testkit::alloc::{allocations, live_bytes, thread_allocations, thread_live_bytes};
 
 #[global_allocator]
 static GLOBAL: testkit::alloc::Counting = testkit::alloc::Counting;
@@ -227,6 +227,47 @@ fn upgraded_connections_hold_no_heap_memory_before_they_rest() {
     assert!(
         grown < (CONNS * 16) as i64,
         "{CONNS} idle upgraded connections hold {grown} bytes of heap"
+    );
+    drop(clients);
+}
+
+/// Issue #14: an idle wss connection keeps rustls' session (its state and keys, about 3.2 KB)
+/// and no buffer: records are read, decrypted and encrypted in the worker's scratch buffers,
+/// and a connection's own buffers are freed once empty. The buffered session kept a 4 KiB
+/// receive buffer more per connection, for good, which this bound would catch.
+#[test]
+fn idle_wss_connections_keep_the_tls_session_and_no_buffer() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cert = TestCert::new("allocations");
+    let server = start(corecast::Config {
+        rest_after: Duration::from_secs(3600),
+        idle_timeout: Duration::ZERO,
+        ..cert.config()
+    });
+    let client = client_config(&[&cert.der], &[]);
+    let frame = client_frame(0x82, b"one message each way", true);
+    let connect = || {
+        let mut s = tls_connect(server.local_addr(), client.clone()).unwrap();
+        assert!(upgrade_over(&mut s, "/echo").starts_with("HTTP/1.1 101"));
+        s.write_all(&frame).unwrap();
+        let mut reply = [0u8; 2 + 20];
+        s.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply[2..], b"one message each way");
+        s
+    };
+    // The clients are this thread's; the server's heap is everyone else's.
+    let server_heap = || live_bytes() - thread_live_bytes();
+    // Warm-up: the workers' scratch buffers and whatever else is made once.
+    let mut clients: Vec<_> = (0..8).map(|_| connect()).collect();
+    let before = server_heap();
+    const CONNS: usize = 100;
+    clients.extend((0..CONNS).map(|_| connect()));
+    // Each client has its echo back: the server is done with every record it was sent.
+    let per_connection = (server_heap() - before) / CONNS as i64;
+    println!("{CONNS} idle wss connections: {per_connection} bytes of server heap each");
+    assert!(
+        per_connection < 4096,
+        "an idle wss connection holds {per_connection} bytes of heap"
     );
     drop(clients);
 }

@@ -5,7 +5,10 @@
 //!   process, for a test whose measured work runs on other threads (server workers);
 //! - [`thread_allocations`]: the same, made by the calling thread only, for a test that
 //!   measures its own calls while peers on other threads allocate as they like;
-//! - [`live_bytes`]: bytes allocated and not yet freed, by every thread.
+//! - [`live_bytes`]: bytes allocated and not yet freed, by every thread;
+//! - [`thread_live_bytes`]: bytes allocated minus bytes freed by the calling thread, so a
+//!   test can take its own clients' heap out of the process's (what a thread frees that
+//!   another allocated counts against the freeing thread).
 //!
 //! Install it in the test binary that measures (a global allocator is per binary):
 //!
@@ -36,6 +39,7 @@ static LIVE: AtomicI64 = AtomicI64::new(0);
 thread_local! {
     // `const` and no destructor: reading it never allocates, so the allocator may use it.
     static THREAD_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    static THREAD_LIVE: Cell<i64> = const { Cell::new(0) };
 }
 
 /// Allocations made so far by every thread of the process.
@@ -53,11 +57,21 @@ pub fn live_bytes() -> i64 {
     LIVE.load(Ordering::Relaxed)
 }
 
+/// Bytes the calling thread allocated minus the bytes it freed.
+pub fn thread_live_bytes() -> i64 {
+    THREAD_LIVE.with(Cell::get)
+}
+
+fn thread_live(bytes: i64) {
+    let _ = THREAD_LIVE.try_with(|n| n.set(n.get() + bytes));
+}
+
 fn count(bytes: i64) {
     ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     LIVE.fetch_add(bytes, Ordering::Relaxed);
     // A thread being torn down has no counter left; its allocations count process-wide only.
     let _ = THREAD_ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+    thread_live(bytes);
 }
 
 // SAFETY: every call is forwarded unchanged to the system allocator; only counters change.
@@ -79,6 +93,7 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        thread_live(-(layout.size() as i64));
         unsafe { System.dealloc(ptr, layout) }
     }
 }
