@@ -380,16 +380,10 @@ impl Connection {
         recv: &mut [u8],
         on_message: &mut impl FnMut(&[u8], u64),
     ) -> Result<Step, FailReason> {
-        // The common case, without moving the state (a WebSocket is a large value) out and back.
-        if let State::Open(ws, inbound) = &mut self.state {
-            read_all(ws, inbound, recv, on_message)?;
-            if ws.get_ref().unflushed {
-                flush(ws)?;
-            }
-            return Ok(Step::Pending);
-        }
+        // Until the connection is open; then the common case below, which serves an open
+        // connection without moving its state (a WebSocket is a large value) out and back.
         let mut opened = false;
-        loop {
+        while !matches!(self.state, State::Open(..)) {
             match std::mem::replace(&mut self.state, State::Done) {
                 State::Connecting { stream, upgrade } => {
                     let tcp = &stream.tcp;
@@ -439,13 +433,7 @@ impl Connection {
                         return Ok(Step::Pending);
                     }
                 },
-                State::Open(mut ws, mut inbound) => {
-                    let result = read_all(&mut ws, &mut inbound, recv, on_message)
-                        .and_then(|()| flush(&mut ws));
-                    self.state = State::Open(ws, inbound);
-                    result?;
-                    return Ok(if opened { Step::Opened } else { Step::Pending });
-                }
+                State::Open(..) => unreachable!("the loop ends at Open"),
                 State::Closing(mut ws, mut inbound) => {
                     let result = read_all(&mut ws, &mut inbound, recv, &mut |_, _| {});
                     return match result.and_then(|()| flush(&mut ws)) {
@@ -460,6 +448,14 @@ impl Connection {
                 State::Done => return Ok(Step::Finished(None)),
             }
         }
+        let State::Open(ws, inbound) = &mut self.state else {
+            unreachable!("the loop ends at Open")
+        };
+        read_all(ws, inbound, recv, on_message)?;
+        if ws.get_ref().unflushed {
+            flush(ws)?;
+        }
+        Ok(if opened { Step::Opened } else { Step::Pending })
     }
 
     /// Queues `payload` as one binary message and tries to write it out. tungstenite copies it

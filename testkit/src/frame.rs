@@ -48,6 +48,36 @@ pub fn put_frame(
     }
 }
 
+/// One piece of a random peer stream, for the differential tests that hold a fast frame path
+/// to tungstenite: a frame (`put_frame`'s arguments) or bytes as they are (a header announcing
+/// more than a limit, garbage).
+#[derive(Debug, Clone)]
+pub enum Piece {
+    Frame {
+        first: u8,
+        key: Option<[u8; 4]>,
+        /// Length in a longer form than needed: 0 shortest, 1 the 16-bit form, 2 the 64-bit.
+        wide: u8,
+        payload: Vec<u8>,
+    },
+    Raw(Vec<u8>),
+}
+
+impl Piece {
+    /// Appends the piece's bytes to `out`.
+    pub fn put(&self, out: &mut Vec<u8>) {
+        match self {
+            Piece::Frame {
+                first,
+                key,
+                wide,
+                payload,
+            } => put_frame(out, *first, payload, *key, *wide),
+            Piece::Raw(bytes) => out.extend_from_slice(bytes),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,8 @@ use std::io::{self, Read, Write};
 use proptest::prelude::*;
 use tungstenite::protocol::{Role, WebSocketConfig};
 
+use testkit::frame::{put_frame, Piece};
+
 use super::*;
 
 /// A socket stand-in: reads come from the feed, writes are kept.
@@ -107,39 +109,15 @@ fn in_place(leftover: &[u8], reads: &[&[u8]], eof: bool, read_buffer: usize) -> 
     }
 }
 
-/// One frame (or stray bytes) the server sends.
-#[derive(Debug, Clone)]
-enum Piece {
-    Frame {
-        first: u8,
-        masked: bool,
-        /// Length in a longer form than needed: 0 shortest, 1 the 16-bit form, 2 the 64-bit.
-        wide: u8,
-        payload: Vec<u8>,
-    },
-    /// A header announcing more than tungstenite's frame limit.
-    Huge,
-    Garbage(Vec<u8>),
+/// A frame header announcing more than tungstenite's frame limit.
+fn huge() -> Vec<u8> {
+    let mut header = vec![0x82, 127];
+    header.extend_from_slice(&(FAST_MAX + 1).to_be_bytes());
+    header
 }
 
-fn encode(piece: &Piece, out: &mut Vec<u8>) {
-    match piece {
-        Piece::Frame {
-            first,
-            masked,
-            wide,
-            payload,
-        } => {
-            let key = masked.then_some([1, 2, 3, 4]);
-            testkit::frame::put_frame(out, *first, payload, key, *wide);
-        }
-        Piece::Huge => {
-            out.extend_from_slice(&[0x82, 127]);
-            out.extend_from_slice(&(FAST_MAX + 1).to_be_bytes());
-        }
-        Piece::Garbage(bytes) => out.extend_from_slice(bytes),
-    }
-}
+/// The key of the (illegal) masked server frames generated.
+const KEY: [u8; 4] = [1, 2, 3, 4];
 
 fn payload() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
@@ -166,7 +144,7 @@ fn piece() -> impl Strategy<Value = Piece> {
         (first, prop::bool::weighted(0.03), 0u8..3, payload).prop_map(
             |(first, masked, wide, payload)| Piece::Frame {
                 first,
-                masked,
+                key: masked.then_some(KEY),
                 wide,
                 payload,
             },
@@ -193,8 +171,8 @@ fn piece() -> impl Strategy<Value = Piece> {
                 .boxed(),
             payload().boxed()
         ),
-        1 => Just(Piece::Huge),
-        1 => prop::collection::vec(any::<u8>(), 1..8).prop_map(Piece::Garbage),
+        1 => Just(Piece::Raw(huge())),
+        1 => prop::collection::vec(any::<u8>(), 1..8).prop_map(Piece::Raw),
     ]
 }
 
@@ -210,7 +188,7 @@ fn case() -> impl Strategy<Value = (Vec<u8>, Vec<usize>, usize, bool, usize)> {
         .prop_map(|(pieces, cuts, leftover, eof, read_buffer)| {
             let mut stream = Vec::new();
             for p in &pieces {
-                encode(p, &mut stream);
+                p.put(&mut stream);
             }
             let len = stream.len();
             let leftover = if len == 0 {
@@ -257,24 +235,8 @@ fn common_frames_never_reach_tungstenite() {
     {
         let payload = vec![b'a' + i as u8; *len];
         let first = if i % 2 == 0 { 0x81 } else { 0x82 };
-        encode(
-            &Piece::Frame {
-                first,
-                masked: false,
-                wide: 0,
-                payload,
-            },
-            &mut stream,
-        );
-        encode(
-            &Piece::Frame {
-                first: 0x82,
-                masked: false,
-                wide: 2,
-                payload: vec![7; 3],
-            },
-            &mut stream,
-        );
+        put_frame(&mut stream, first, &payload, None, 0);
+        put_frame(&mut stream, 0x82, &[7; 3], None, 2);
     }
     let mut ws = socket(1024);
     let mut inbound = Inbound::default();
@@ -289,24 +251,8 @@ fn common_frames_never_reach_tungstenite() {
     assert!(!inbound.has_tail());
     // A ping in the middle goes to tungstenite, which answers it; the next frame is in place.
     let mut ping = Vec::new();
-    encode(
-        &Piece::Frame {
-            first: 0x89,
-            masked: false,
-            wide: 0,
-            payload: b"hi".to_vec(),
-        },
-        &mut ping,
-    );
-    encode(
-        &Piece::Frame {
-            first: 0x82,
-            masked: false,
-            wide: 0,
-            payload: vec![1; 4],
-        },
-        &mut ping,
-    );
+    put_frame(&mut ping, 0x89, b"hi", None, 0);
+    put_frame(&mut ping, 0x82, &[1; 4], None, 0);
     inbound
         .take(&ping, &mut ws, &mut |m| got.push(m.len()))
         .unwrap();

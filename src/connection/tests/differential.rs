@@ -7,42 +7,15 @@
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
+use testkit::frame::Piece;
+
 use super::*;
 
 /// Small, so generated frames cross it and meet the 1009 path.
 const MAX_MESSAGE: usize = 1000;
 
-/// One thing the client sends.
-#[derive(Debug, Clone)]
-enum Piece {
-    Frame {
-        first: u8,
-        masked: bool,
-        /// Length in a longer form than needed: 0 shortest, 1 the 16-bit form, 2 the 64-bit.
-        wide: u8,
-        key: [u8; 4],
-        payload: Vec<u8>,
-    },
-    /// A header announcing more than 2^63 bytes.
-    Huge,
-    Garbage(Vec<u8>),
-}
-
-fn encode(piece: &Piece, out: &mut Vec<u8>) {
-    match piece {
-        Piece::Frame {
-            first,
-            masked,
-            wide,
-            key,
-            payload,
-        } => {
-            testkit::frame::put_frame(out, *first, payload, masked.then_some(*key), *wide);
-        }
-        Piece::Huge => out.extend_from_slice(&[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4]),
-        Piece::Garbage(bytes) => out.extend_from_slice(bytes),
-    }
-}
+/// A frame announcing more than 2^63 bytes.
+const HUGE: [u8; 14] = [0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4];
 
 fn first_byte() -> impl Strategy<Value = u8> {
     prop_oneof![
@@ -96,20 +69,18 @@ fn piece() -> impl Strategy<Value = Piece> {
         )
             .prop_map(|(first, masked, wide, key, payload)| Piece::Frame {
                 first,
-                masked,
+                key: masked.then_some(key),
                 wide,
-                key,
                 payload,
             }),
         2 => (any::<[u8; 4]>(), close_payload()).prop_map(|(key, payload)| Piece::Frame {
             first: 0x88,
-            masked: true,
+            key: Some(key),
             wide: 0,
-            key,
             payload,
         }),
-        1 => Just(Piece::Huge),
-        1 => prop::collection::vec(any::<u8>(), 1..20).prop_map(Piece::Garbage),
+        1 => Just(Piece::Raw(HUGE.to_vec())),
+        1 => prop::collection::vec(any::<u8>(), 1..20).prop_map(Piece::Raw),
     ]
 }
 
@@ -136,9 +107,8 @@ fn valid_piece() -> impl Strategy<Value = Piece> {
     )
         .prop_map(|((first, payload), key)| Piece::Frame {
             first,
-            masked: true,
+            key: Some(key),
             wide: 0,
-            key,
             payload,
         })
 }
@@ -153,9 +123,8 @@ fn pieces() -> impl Strategy<Value = Vec<Piece>> {
         .prop_map(|(mut pieces, (key, payload), after)| {
             pieces.push(Piece::Frame {
                 first: 0x88,
-                masked: true,
+                key: Some(key),
                 wide: 0,
-                key,
                 payload,
             });
             pieces.extend(after);
@@ -192,7 +161,7 @@ struct Observed {
 fn run(in_place: bool, path: &str, stream: &Stream) -> Observed {
     let mut bytes = Vec::new();
     for piece in &stream.pieces {
-        encode(piece, &mut bytes);
+        piece.put(&mut bytes);
     }
     let (sizes, eof) = (&stream.sizes, stream.eof);
     let config = Config {
